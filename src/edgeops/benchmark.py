@@ -1,0 +1,71 @@
+"""Latency and throughput on the real OpenVINO CPU runtime, per precision hint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+from edgeops.runtime import compile_model
+
+# "default" = no INFERENCE_PRECISION_HINT: the runtime picks (bf16 on CPUs with bf16 support).
+PRECISION_HINTS: dict[str, str | None] = {"f32": "f32", "default": None}
+
+
+def size_mb(model_dir: str | Path) -> float:
+    model_dir = Path(model_dir)
+    return sum((model_dir / f).stat().st_size for f in ("model.xml", "model.bin")) / 1e6
+
+
+def _input_like(compiled: ov.CompiledModel, seed: int = 0) -> np.ndarray:
+    shape = [int(d) for d in compiled.input(0).get_shape()]
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def measure_latency(compiled: ov.CompiledModel, seconds: float, warmup: int) -> dict:
+    """Batch-1 synchronous requests for about `seconds`; p50/p90 in milliseconds."""
+    request = compiled.create_infer_request()
+    data = _input_like(compiled)
+    for _ in range(warmup):
+        request.infer([data])
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 20:
+        start = time.perf_counter()
+        request.infer([data])
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "latency_ms_p50": float(np.percentile(times, 50)),
+        "latency_ms_p90": float(np.percentile(times, 90)),
+        "iterations": len(times),
+    }
+
+
+def measure_throughput(compiled: ov.CompiledModel, seconds: float) -> float:
+    """Frames per second with as many parallel requests as the runtime finds optimal."""
+    data = _input_like(compiled)
+    queue = ov.AsyncInferQueue(compiled, 0)  # 0 = OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    for _ in range(len(queue)):
+        queue.start_async([data])
+    queue.wait_all()
+    done = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        queue.start_async([data])
+        done += 1
+    queue.wait_all()
+    return done / (time.perf_counter() - start)
+
+
+def benchmark_model_dir(model_dir: str | Path, seconds: float = 1.0, warmup: int = 10) -> list[dict]:
+    """One row per precision hint: latency (LATENCY hint) and throughput (THROUGHPUT hint)."""
+    rows = []
+    for hint_name, hint in PRECISION_HINTS.items():
+        latency = measure_latency(compile_model(model_dir, hint, "LATENCY"), seconds, warmup)
+        fps = measure_throughput(compile_model(model_dir, hint, "THROUGHPUT"), seconds)
+        rows.append(
+            {"precision_hint": hint_name, **latency, "throughput_fps": fps, "size_mb": size_mb(model_dir)}
+        )
+    return rows

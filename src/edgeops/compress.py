@@ -1,0 +1,243 @@
+"""NNCF compression methods. Each returns an OpenVINO model that takes u8 NHWC RGB pixels."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import openvino as ov
+import torch
+from torch import nn
+
+from edgeops.config import PruneConfig, PtqAcConfig, PtqConfig, QatConfig
+from edgeops.data.prepare import Split
+from edgeops.export import to_openvino, with_preprocessing
+from edgeops.models import normalize
+from edgeops.train import accuracy, fit, seed_everything
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Compressed:
+    model: ov.Model
+    precision: str  # what the weights are stored as: FP32, FP16, INT8
+    compress_to_fp16: bool = False
+    details: dict = field(default_factory=dict)  # method-specific facts for reports (sparsity, reverted ops)
+
+
+def _subset(split: Split, size: int, seed: int) -> np.ndarray:
+    """A seeded sample of train images (u8 NHWC) for calibration."""
+    rng = np.random.default_rng(seed)
+    ix = rng.permutation(len(split.labels))[: min(size, len(split.labels))]
+    return split.images[np.sort(ix)]
+
+
+def _ov_dataset(images_u8: np.ndarray):  # -> nncf.Dataset
+    import nncf
+
+    return nncf.Dataset(list(images_u8), lambda img: img[None])
+
+
+def _torch_dataset(images_u8: np.ndarray, batch_size: int = 1):  # -> nncf.Dataset
+    import nncf
+
+    tensors = torch.from_numpy(images_u8)
+    batches = [normalize(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
+    return nncf.Dataset(batches)
+
+
+def ov_accuracy(model: ov.Model, split: Split) -> float:
+    from edgeops.runtime import core, predict_logits
+
+    compiled = core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    logits = predict_logits(compiled, split.images)
+    return float((logits.argmax(1) == split.labels).mean())
+
+
+def fp32(model: nn.Module, image_size: int) -> Compressed:
+    return Compressed(with_preprocessing(to_openvino(model, image_size)), "FP32")
+
+
+def fp16(model: nn.Module, image_size: int) -> Compressed:
+    """FP16-compressed weights; the CPU plugin still computes in f32/bf16 after decompression."""
+    return Compressed(with_preprocessing(to_openvino(model, image_size)), "FP16", compress_to_fp16=True)
+
+
+def _preset(name: str):  # -> nncf.QuantizationPreset
+    import nncf
+
+    return nncf.QuantizationPreset.MIXED if name == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+
+
+def ptq(model: nn.Module, image_size: int, train: Split, config: PtqConfig, seed: int, log: Log) -> Compressed:
+    """Post-training INT8 on the OpenVINO model, calibrated on raw u8 pixels like the edge app feeds."""
+    import nncf
+
+    float_ir = with_preprocessing(to_openvino(model, image_size))
+    calibration = _subset(train, config.subset_size, seed)
+    log(f"ptq: calibrating on {len(calibration)} train images (preset {config.preset})")
+    quantized = nncf.quantize(
+        float_ir,
+        _ov_dataset(calibration),
+        preset=_preset(config.preset),
+        subset_size=len(calibration),
+        fast_bias_correction=config.fast_bias_correction,
+        model_type=nncf.ModelType.TRANSFORMER if config.model_type == "transformer" else None,
+        ignored_scope=nncf.IgnoredScope(patterns=config.ignored_scopes) if config.ignored_scopes else None,
+    )
+    return Compressed(quantized, "INT8", details={"subset_size": len(calibration), "preset": config.preset})
+
+
+def ptq_ac(
+    model: nn.Module, image_size: int, train: Split, val: Split, config: PtqAcConfig, seed: int, log: Log
+) -> Compressed:
+    """INT8 with accuracy control: NNCF reverts the most harmful layers to float until the
+    validation accuracy drop is within max_drop (absolute)."""
+    import nncf
+
+    float_ir = with_preprocessing(to_openvino(model, image_size))
+    calibration = _subset(train, config.subset_size, seed)
+    items = list(zip(val.images, val.labels, strict=True))
+
+    def validate(compiled: ov.CompiledModel, validation_items: list) -> float:
+        output = compiled.output(0)
+        hits = [int(np.argmax(compiled([img[None]])[output])) == int(label) for img, label in validation_items]
+        return float(np.mean(hits))
+
+    log(f"ptq_ac: calibrating on {len(calibration)} images, validating on {len(items)} (max_drop {config.max_drop})")
+    quantized = nncf.quantize_with_accuracy_control(
+        float_ir,
+        calibration_dataset=_ov_dataset(calibration),
+        validation_dataset=nncf.Dataset(items),
+        validation_fn=validate,
+        max_drop=config.max_drop,
+        drop_type=nncf.DropType.ABSOLUTE,
+        preset=_preset(config.preset),
+        subset_size=len(calibration),
+    )
+    reference = validate(ov.Core().compile_model(float_ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), items)
+    achieved = validate(ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), items)
+    float_ops = _count_float_matmul_conv(quantized)
+    details = {
+        "val_accuracy_fp32": reference,
+        "val_accuracy": achieved,
+        "val_drop": reference - achieved,
+        "met_max_drop": reference - achieved <= config.max_drop + 1e-9,
+        "float_conv_matmul_ops": float_ops,
+    }
+    if not details["met_max_drop"]:
+        log(f"ptq_ac: WARNING could not keep the val drop within {config.max_drop}: {details['val_drop']:.4f}")
+    return Compressed(quantized, "INT8", details=details)
+
+
+def _count_float_matmul_conv(model: ov.Model) -> int:
+    """Convolutions/MatMuls whose weights are not fed through a FakeQuantize: layers left in float."""
+    count = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
+            weight_producer = op.input_value(1).get_node()
+            if weight_producer.get_type_name() not in ("FakeQuantize", "Convert", "Multiply", "Subtract"):
+                count += 1
+    return count
+
+
+def _quantize_torch(model: nn.Module, train: Split, subset_size: int, seed: int) -> nn.Module:
+    import nncf
+
+    calibration = _subset(train, subset_size, seed)
+    return nncf.quantize(model, _torch_dataset(calibration), subset_size=len(calibration))
+
+
+def _strip_to_openvino(model: nn.Module, image_size: int) -> ov.Model:
+    import nncf
+
+    example = torch.zeros(1, 3, image_size, image_size)
+    stripped = nncf.strip(model, example_input=example)
+    return with_preprocessing(to_openvino(stripped, image_size))
+
+
+def qat(
+    model: nn.Module, image_size: int, train: Split, val: Split, config: QatConfig, seed: int, log: Log
+) -> Compressed:
+    """Quantize in torch, fine-tune with fake-quantization for a few epochs, strip, export INT8."""
+    seed_everything(seed)
+    model = copy.deepcopy(model).eval()
+    quantized = _quantize_torch(model, train, config.subset_size, seed)
+    before = accuracy(quantized, val)
+    log(f"qat: val accuracy after quantization {before:.4f}; fine-tuning {config.epochs} epoch(s)")
+    quantized, history = fit(
+        quantized, train, val, epochs=config.epochs, lr=config.lr, batch_size=64, seed=seed, log=log, tag="qat"
+    )
+    return Compressed(
+        _strip_to_openvino(quantized, image_size),
+        "INT8",
+        details={"val_accuracy_before_finetune": before, "history": history},
+    )
+
+
+def prune_int8(
+    model: nn.Module, image_size: int, train: Split, val: Split, config: PruneConfig, seed: int, log: Log
+) -> Compressed:
+    """Magnitude pruning ramped up to the target sparsity while fine-tuning, BN adaptation, then INT8.
+
+    Unstructured zeros do not make the CPU runtime faster; the report shows sparsity and size,
+    and the latency is measured, not assumed."""
+    import nncf
+    from nncf.torch.function_hook.pruning.magnitude.schedulers import ExponentialMagnitudePruningScheduler
+
+    seed_everything(seed)
+    example = torch.zeros(1, 3, image_size, image_size)
+    mode = nncf.PruneMode.UNSTRUCTURED_MAGNITUDE_GLOBAL
+    pruned = nncf.prune(copy.deepcopy(model).eval(), mode=mode, ratio=config.ratio, examples_inputs=example)
+    scheduler = ExponentialMagnitudePruningScheduler(
+        pruned,
+        mode=mode,
+        initial_ratio=config.ratio / 4,
+        target_ratio=config.ratio,
+        target_epoch=max(1, config.epochs - 1),
+    )
+    scheduler.step(0)
+    steps_per_epoch = max(1, -(-len(train.labels) // 64))
+
+    def ramp(epoch: int, step: int) -> None:
+        if step == steps_per_epoch - 1:  # end of epoch: raise sparsity for the next one
+            scheduler.step(epoch)
+
+    log(f"prune_int8: pruning to {config.ratio:.0%} sparsity over {config.epochs} epoch(s)")
+    pruned, history = fit(
+        pruned,
+        train,
+        val,
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=64,
+        seed=seed,
+        log=log,
+        tag="prune",
+        after_step=ramp,
+    )
+    scheduler.step(config.epochs)  # make sure the final model is at the target ratio
+    calibration = _subset(train, config.subset_size, seed)
+    pruned = nncf.batch_norm_adaptation(pruned, _torch_dataset(calibration, batch_size=32))
+    stats = nncf.pruning_statistic(pruned)
+    sparsity = float(stats.pruning_ratio)
+    log(
+        f"prune_int8: sparsity {sparsity:.1%} of prunable weights, {stats.global_pruning_ratio:.1%} of all; "
+        "quantizing to INT8"
+    )
+    example_stripped = nncf.strip(pruned, example_input=example)
+    dense = with_preprocessing(to_openvino(example_stripped, image_size))
+    quantized = nncf.quantize(dense, _ov_dataset(calibration), subset_size=len(calibration))
+    return Compressed(
+        quantized,
+        "INT8",
+        details={
+            "sparsity": sparsity,
+            "sparsity_all_params": float(stats.global_pruning_ratio),
+            "target_sparsity": config.ratio,
+            "history": history,
+        },
+    )

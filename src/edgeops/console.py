@@ -1,0 +1,57 @@
+"""Console conventions: progress lines, and one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def run_main(main: Callable[[], object]) -> None:
+    """Run a stage or command; user errors print one line and exit 2, bugs exit 1.
+
+    EDGEOPS_DEBUG=1 shows the traceback."""
+    from edgeops.errors import EdgeopsError
+
+    try:
+        main()
+    except EdgeopsError as e:
+        if os.environ.get("EDGEOPS_DEBUG"):
+            raise
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as e:  # a bug or an unexpected library failure: still one line by default
+        if os.environ.get("EDGEOPS_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        fail(f"{type(e).__name__}: {first} (rerun with EDGEOPS_DEBUG=1 for the traceback)", 1)
+
+
+def git_commit() -> str | None:
+    """HEAD commit, with '-dirty' when tracked files differ; None outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,95 @@
+"""Stage `compress@<variant>`: build one variant's OpenVINO IR folder (models/<variant>/).
+
+A failing compression method is recorded in models/<variant>/FAILED.json so that the other
+variants still get built, evaluated and compared; input errors still stop the pipeline."""
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+
+from edgeops import compress
+from edgeops.config import load_params
+from edgeops.console import git_commit, log, run_main
+from edgeops.data.prepare import load_split, read_manifest
+from edgeops.errors import EdgeopsError
+from edgeops.export import write_model_dir
+from edgeops.paths import CHECKPOINT, PREPARED, variant_dir
+from edgeops.runtime import compile_model, predict_logits
+from edgeops.train import load_checkpoint, seed_everything
+
+
+def build(variant: str) -> compress.Compressed:
+    params = load_params()
+    settings = getattr(params.compress.variants, variant)
+    if settings is None:
+        raise EdgeopsError(f"variant {variant!r} is not enabled under compress.variants in params.yaml")
+    model, meta = load_checkpoint(CHECKPOINT)
+    size, seed = meta["image_size"], params.seed
+    seed_everything(seed)
+    if variant == "fp32":
+        return compress.fp32(model, size)
+    if variant == "fp16":
+        return compress.fp16(model, size)
+    train = load_split(PREPARED, "train")
+    if variant == "ptq":
+        return compress.ptq(model, size, train, settings, seed, log)
+    val = load_split(PREPARED, "val")
+    if variant == "ptq_ac":
+        return compress.ptq_ac(model, size, train, val, settings, seed, log)
+    if variant == "qat":
+        return compress.qat(model, size, train, val, settings, seed, log)
+    if variant == "prune_int8":
+        return compress.prune_int8(model, size, train, val, settings, seed, log)
+    raise EdgeopsError(f"unknown variant {variant!r}")
+
+
+def main() -> None:
+    variant = sys.argv[1]
+    manifest = read_manifest(PREPARED)
+    out = variant_dir(variant)
+    start = time.perf_counter()
+    try:
+        result = build(variant)
+    except EdgeopsError:
+        raise
+    except Exception as e:
+        if variant == "fp32" or os.environ.get("EDGEOPS_DEBUG"):
+            raise
+        reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+        log(f"compress@{variant}: FAILED ({reason}); the other variants go on")
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        failure = {"variant": variant, "error": reason, "traceback": traceback.format_exc()}
+        (out / "FAILED.json").write_text(json.dumps(failure, indent=2))
+        return
+    seconds = time.perf_counter() - start
+    test = load_split(PREPARED, "test")
+
+    def test_accuracy(folder):
+        predicted = predict_logits(compile_model(folder), test.images).argmax(1)
+        return {"accuracy": float((predicted == test.labels).mean()), "accuracy_split": "test"}
+
+    contract = write_model_dir(
+        result.model,
+        out,
+        {
+            "task": manifest["task"],
+            "variant": variant,
+            "precision": result.precision,
+            "labels": manifest["classes"],
+            "compression": {**result.details, "seconds": seconds},
+            "dataset_fingerprint": manifest["fingerprint"],
+            "git_commit": git_commit(),
+        },
+        compress_to_fp16=result.compress_to_fp16,
+        measure=test_accuracy,
+    )
+    log(f"compress@{variant}: {result.precision} test accuracy {contract['metrics']['accuracy']:.4f} "
+        f"in {seconds:.1f}s -> {out}")
+
+
+if __name__ == "__main__":
+    run_main(main)
