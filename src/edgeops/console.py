@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -24,8 +26,10 @@ def run_main(main: Callable[[], object]) -> None:
     EDGEOPS_DEBUG=1 shows the traceback."""
     from edgeops.errors import EdgeopsError
 
+    start = time.perf_counter()
     try:
         main()
+        _record_timing(time.perf_counter() - start)
     except EdgeopsError as e:
         if os.environ.get("EDGEOPS_DEBUG"):
             raise
@@ -37,6 +41,14 @@ def run_main(main: Callable[[], object]) -> None:
             raise
         first = (str(e).strip().splitlines() or [""])[0][:300]
         fail(f"{type(e).__name__}: {first} (rerun with EDGEOPS_DEBUG=1 for the traceback)", 1)
+
+
+def _record_timing(seconds: float) -> None:
+    """When the Prefect flow runs this stage, it collects the time spent in the stage's own code."""
+    path, stage = os.environ.get("EDGEOPS_TIMINGS"), os.environ.get("EDGEOPS_STAGE")
+    if path and stage:
+        with open(path, "a") as f:
+            f.write(json.dumps({"stage": stage, "seconds": seconds}) + "\n")
 
 
 def git_commit() -> str | None:

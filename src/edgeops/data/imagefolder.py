@@ -64,14 +64,17 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
     return ImageFolder(root=root, classes=classes, samples=samples)
 
 
-def load_rgb(path: Path, size: int) -> np.ndarray:
-    """Decode to RGB u8 HxWx3, resized (bilinear) to size x size: the same as an edge app does."""
+def load_rgb(path: Path, size: int | tuple[int, int]) -> np.ndarray:
+    """Decode to RGB u8 HxWx3, resized (bilinear) to size (an int: square; or (width, height)).
+
+    The same steps as an edge app: PIL convert("RGB") then resize with BILINEAR."""
+    width, height = (size, size) if isinstance(size, int) else size
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise ValueError(f"{img.width}x{img.height} is larger than {MAX_PIXELS} pixels")
-            rgb = img.convert("RGB").resize((size, size), Image.BILINEAR)
+            rgb = img.convert("RGB").resize((width, height), Image.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
 
 

@@ -1,0 +1,1 @@
+"""Prefect flows: composition only; the stages and their logic live in dvc.yaml, tasks/ and edgeops."""

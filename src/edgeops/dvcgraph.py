@@ -1,0 +1,22 @@
+"""Read the stage order from dvc.yaml so the Prefect flow never keeps a second DAG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeops.errors import EdgeopsError
+
+
+def stage_order(root: str | Path = ".") -> list[str]:
+    """Stage addresses (e.g. `compress@ptq`) with every dependency before its dependents."""
+    import networkx as nx
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            graph = repo.index.graph  # edges point from a stage to the stages it depends on
+            ordered = list(reversed(list(nx.topological_sort(graph))))
+            return [stage.addressing for stage in ordered if stage.addressing != "dvc.yaml"]
+    except DvcException as e:
+        raise EdgeopsError(f"dvc.yaml cannot be read: {str(e).splitlines()[0]}") from None

@@ -1,0 +1,104 @@
+"""The compression report: a table of every variant, the accuracy/latency plot, per-class changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeops.selection import LATENCY_HINT, Candidate
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def per_class_change(selected: dict, reference: dict) -> list[tuple[str, float, float, float]]:
+    """(label, fp32 accuracy, selected accuracy, change), worst change first."""
+    rows = []
+    for label, ref in reference["per_class_accuracy"].items():
+        new = selected["per_class_accuracy"].get(label)
+        if ref is not None and new is not None:
+            rows.append((label, ref, new, new - ref))
+    return sorted(rows, key=lambda r: r[3])
+
+
+def speedup(results: dict[str, dict], variant: str) -> float | None:
+    """Latency of FP32 with INFERENCE_PRECISION_HINT=f32 divided by this variant's (default hint)."""
+    ref, r = results.get("fp32", {}), results.get(variant, {})
+    if ref.get("status") != "ok" or r.get("status") != "ok":
+        return None
+    return ref["benchmark"]["f32"]["latency_ms_p50"] / r["benchmark"][LATENCY_HINT]["latency_ms_p50"]
+
+
+def markdown(
+    results: dict[str, dict], cands: list[Candidate], chosen: Candidate | None, front: list[str], plot: str
+) -> str:
+    hw = next((r["hardware"] for r in results.values() if "hardware" in r), {})
+    lines = [
+        "# Compression report",
+        "",
+        f"CPU: {hw.get('cpu', '?')} (ISA: {', '.join(hw.get('isa', [])) or '?'}, {hw.get('cores', '?')} cores). "
+        "Latency is batch 1, p50; `f32` = FP32 forced with INFERENCE_PRECISION_HINT=f32, `default` = the "
+        "runtime's choice (bf16 on CPUs that support it). Speed-up = FP32@f32 p50 / variant@default p50.",
+        "",
+        "| variant | precision | accuracy | drop vs fp32 | p50 f32 (ms) | p50 default (ms) | p90 default (ms) "
+        "| fps default | size (MB) | speed-up | sparsity | gates |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cands:
+        r = results[c.variant]
+        ok = r.get("status") == "ok"
+        bench = r.get("benchmark", {})
+        sparsity = r.get("compression", {}).get("sparsity")
+        mark = " **(selected)**" if chosen and c.variant == chosen.variant else ""
+        mark += " ◆" if c.variant in front else ""
+        lines.append(
+            f"| {c.variant}{mark} | {r.get('precision', '–')} | {_fmt(c.accuracy, '.4f')} "
+            f"| {_fmt(c.accuracy_drop, '+.4f')} "
+            f"| {_fmt(bench.get('f32', {}).get('latency_ms_p50') if ok else None, '.3f')} "
+            f"| {_fmt(bench.get('default', {}).get('latency_ms_p50') if ok else None, '.3f')} "
+            f"| {_fmt(bench.get('default', {}).get('latency_ms_p90') if ok else None, '.3f')} "
+            f"| {_fmt(bench.get('default', {}).get('throughput_fps') if ok else None, '.0f')} "
+            f"| {_fmt(c.size_mb, '.3f')} | {_fmt(speedup(results, c.variant), '.2f')}× "
+            f"| {_fmt(sparsity, '.1%')} | {'pass' if c.passed else '; '.join(c.failures)} |"
+        )
+    lines += ["", "◆ = on the Pareto front (no other variant is both faster and more accurate).", ""]
+    if chosen:
+        lines.append(
+            f"**Selected: `{chosen.variant}`** — the fastest variant that passes every gate "
+            f"(latencies within {2}% count as a tie, won by the smaller, then more accurate model)."
+        )
+        changes = per_class_change(results[chosen.variant], results["fp32"])
+        worse = [r for r in changes if r[3] < 0]
+        lines += ["", f"## Per-class accuracy of `{chosen.variant}` vs fp32", ""]
+        lines += ["| class | fp32 | selected | change |", "|---|---|---|---|"]
+        lines += [f"| {label} | {a:.4f} | {b:.4f} | {d:+.4f} |" for label, a, b, d in changes]
+        lines += ["", f"Classes that got worse: {', '.join(r[0] for r in worse) if worse else 'none'}."]
+    else:
+        lines.append("**No variant passes every gate**: relax `gates` in params.yaml or improve the model.")
+    lines += ["", f"![accuracy vs latency]({plot})", ""]
+    return "\n".join(lines)
+
+
+def pareto_plot(cands: list[Candidate], front: list[str], chosen: Candidate | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [c for c in cands if c.accuracy is not None and c.latency_ms is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for c in ok:
+        on_front = c.variant in front
+        ax.scatter(c.latency_ms, c.accuracy, s=60, marker="D" if on_front else "o", color="C1" if on_front else "C0")
+        label = c.variant + (" (selected)" if chosen and c.variant == chosen.variant else "")
+        ax.annotate(label, (c.latency_ms, c.accuracy), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    line = sorted((c for c in ok if c.variant in front), key=lambda c: c.latency_ms or 0.0)
+    ax.plot([c.latency_ms for c in line], [c.accuracy for c in line], "--", color="C1", label="Pareto front")
+    ax.set_xlabel(f"latency p50, batch 1, {LATENCY_HINT} precision (ms)")
+    ax.set_ylabel("test accuracy (OpenVINO)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

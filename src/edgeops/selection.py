@@ -1,0 +1,86 @@
+"""Pick the fastest variant that passes every gate, and say why the others did not win."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgeops.config import GatesConfig
+from edgeops.errors import EdgeopsError
+
+# Latencies this close are measurement noise: the tie goes to the smaller, then more accurate model.
+LATENCY_TIE = 0.02
+LATENCY_HINT = "default"  # what an edge device gets without tuning
+
+
+@dataclass
+class Candidate:
+    variant: str
+    accuracy: float | None
+    accuracy_drop: float | None
+    latency_ms: float | None
+    size_mb: float | None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def check_gates(
+    accuracy: float, drop: float, latency_ms: float | None, size_mb: float | None, gates: GatesConfig
+) -> list[str]:
+    """Reasons a model fails the gates; empty when it passes. Shared with promotion."""
+    failures = []
+    if drop > gates.max_accuracy_drop + 1e-9:
+        failures.append(f"accuracy drop {drop:.4f} > max_accuracy_drop {gates.max_accuracy_drop}")
+    if gates.min_accuracy is not None and accuracy < gates.min_accuracy:
+        failures.append(f"accuracy {accuracy:.4f} < min_accuracy {gates.min_accuracy}")
+    if gates.latency_budget_ms is not None and latency_ms is not None and latency_ms > gates.latency_budget_ms:
+        failures.append(f"latency p50 {latency_ms:.3f} ms > latency_budget_ms {gates.latency_budget_ms}")
+    if gates.max_size_mb is not None and size_mb is not None and size_mb > gates.max_size_mb:
+        failures.append(f"size {size_mb:.3f} MB > max_size_mb {gates.max_size_mb}")
+    return failures
+
+
+def candidates(results: dict[str, dict], gates: GatesConfig) -> list[Candidate]:
+    """results: variant -> its metrics/variants/<variant>.json content."""
+    reference = results.get("fp32")
+    if not reference or reference.get("status") != "ok":
+        raise EdgeopsError("the fp32 variant has no metrics: it is the reference for accuracy drops")
+    ref_acc = reference["accuracy"]
+    out = []
+    for variant, r in results.items():
+        if r.get("status") != "ok":
+            out.append(Candidate(variant, None, None, None, None, [f"compression failed: {r.get('error')}"]))
+            continue
+        drop = ref_acc - r["accuracy"]
+        latency = r["benchmark"][LATENCY_HINT]["latency_ms_p50"]
+        c = Candidate(variant, r["accuracy"], drop, latency, r["size_mb"])
+        c.failures = check_gates(r["accuracy"], drop, latency, r["size_mb"], gates)
+        out.append(c)
+    return out
+
+
+def choose(cands: list[Candidate]) -> Candidate | None:
+    passing = [c for c in cands if c.passed]
+    if not passing:
+        return None
+    fastest = min(c.latency_ms or 0.0 for c in passing)
+    tied = [c for c in passing if (c.latency_ms or 0.0) <= fastest * (1 + LATENCY_TIE)]
+    return min(tied, key=lambda c: (c.size_mb or 0.0, -(c.accuracy or 0.0), c.latency_ms or 0.0))
+
+
+def pareto_front(cands: list[Candidate]) -> list[str]:
+    """Variants no other variant beats on both latency (lower) and accuracy (higher)."""
+    ok = [c for c in cands if c.accuracy is not None and c.latency_ms is not None]
+    front = []
+    for c in ok:
+        dominated = any(
+            o.latency_ms <= c.latency_ms  # type: ignore[operator]
+            and o.accuracy >= c.accuracy  # type: ignore[operator]
+            and (o.latency_ms < c.latency_ms or o.accuracy > c.accuracy)  # type: ignore[operator]
+            for o in ok
+        )
+        if not dominated:
+            front.append(c.variant)
+    return front
