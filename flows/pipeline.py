@@ -6,6 +6,7 @@ produce the same cached outputs; Prefect adds retries, logs per stage, schedules
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ USER_ERROR = 2  # exit code of a stage that failed on bad input: retrying cannot
 
 class StageFailed(Exception):
     def __init__(self, stage: str, code: int, last_line: str) -> None:
-        super().__init__(f"stage {stage} failed (exit {code}): {last_line}")
+        super().__init__(f"stage {stage} failed: {last_line}")
         self.code = code
 
 
@@ -41,7 +42,9 @@ def _retry_unless_user_error(task, task_run, state) -> bool:  # noqa: ANN001 (Pr
 def run_stage(stage: str, timings_file: str) -> float:
     """`dvc repro --single-item STAGE`, its output streamed into this task's log."""
     logger = get_run_logger()
-    env = {**os.environ, "EDGEOPS_STAGE": stage, "EDGEOPS_TIMINGS": timings_file}
+    # dvc.yaml says `python`: make it this environment's interpreter even if the venv is not activated
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "EDGEOPS_STAGE": stage, "EDGEOPS_TIMINGS": timings_file}
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "dvc", "repro", "--single-item", stage],
@@ -50,18 +53,23 @@ def run_stage(stage: str, timings_file: str) -> float:
         text=True,
         env=env,
     )
-    last_error = ""
+    user_error, other_error = "", ""
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip()
         if not line or "Warning" in line or "warnings.warn" in line:
             continue
-        if line.startswith("error:") or line.startswith("ERROR"):
-            last_error = line
+        if line.startswith("error: "):  # edgeops' one-line message for bad input (console.fail)
+            user_error = line.removeprefix("error: ")
+        elif line.startswith(("internal error: ", "ERROR: ")):
+            other_error = other_error or line
         logger.info(line)
     code = proc.wait()
     if code != 0:
-        raise StageFailed(stage, code, last_error or "see the log above")
+        # DVC exits 255 whatever the stage did: our own error line tells input errors from the rest
+        if user_error:
+            raise StageFailed(stage, USER_ERROR, user_error)
+        raise StageFailed(stage, code, other_error or "see the log above")
     return time.perf_counter() - start
 
 
@@ -100,8 +108,27 @@ def timing_summary(wall: float, task_seconds: dict[str, float], stage_log: Path)
     }
 
 
+class _NoTraceback(logging.Filter):
+    """A failed stage already printed its one-line reason; Prefect's traceback of our own raise adds noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], StageFailed):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_stage_failures() -> None:
+    if os.environ.get("EDGEOPS_DEBUG"):
+        return
+    for name in ("prefect", "prefect.task_runs", "prefect.flow_runs"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(_NoTraceback())
+
+
 def run_pipeline() -> dict:
     """Entry point for the CLI: a flow run, with Prefect failures turned into one clear line."""
+    _quiet_stage_failures()
     try:
         return pipeline()
     except StageFailed as e:

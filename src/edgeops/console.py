@@ -16,7 +16,9 @@ def log(message: str) -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """Exit code 2 = bad input or environment (fix and rerun); anything else = a bug or crash."""
+    prefix = "error" if code in (2, 130) else "internal error"
+    print(f"{prefix}: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
 
 

@@ -12,11 +12,12 @@ def stage_order(root: str | Path = ".") -> list[str]:
     import networkx as nx
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
+    from dvc.stage import PipelineStage
 
     try:
         with Repo(str(root)) as repo:
             graph = repo.index.graph  # edges point from a stage to the stages it depends on
             ordered = list(reversed(list(nx.topological_sort(graph))))
-            return [stage.addressing for stage in ordered if stage.addressing != "dvc.yaml"]
+            return [stage.name for stage in ordered if isinstance(stage, PipelineStage)]
     except DvcException as e:
         raise EdgeopsError(f"dvc.yaml cannot be read: {str(e).splitlines()[0]}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def to_openvino(model: nn.Module, image_size: int) -> ov.Model:
     """Float IR with input f32 NCHW normalized (what NNCF's torch-side variants expect)."""
     model.eval()
     example = torch.zeros(1, 3, image_size, image_size)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit tracing deprecation/tracer notes: not actionable here
         return ov.convert_model(model, example_input=example, input=[(1, 3, image_size, image_size)])
 
 

@@ -1,0 +1,58 @@
+# edgeops: `make run` sets everything up and runs the pipeline on the demo data; `make test` tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+# Embedded defaults: everything lives inside the project folder.
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
+export PYTHONPATH := $(CURDIR)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup run test test-unit lint format bench ui repro clean
+.DEFAULT_GOAL := help
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## create .venv and install the pinned stack (constraints.txt)
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@echo "setup: creating $(VENV) and installing the pinned stack (a few minutes the first time)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+run: setup ## run the whole pipeline on data.path (the demo data by default) and print the results
+	$(BIN)/edgeops run
+
+test: setup ## run the test suite (unit + integration against real servers on loopback)
+	$(PY) -m pytest -q
+
+test-unit: setup ## only the fast unit tests
+	$(PY) -m pytest -q tests/unit
+
+lint: setup ## ruff (lint + format check) and mypy on src/
+	$(BIN)/ruff check src tasks flows tests bench
+	$(BIN)/ruff format --check src tasks flows tests bench
+	$(BIN)/mypy src
+
+format: setup ## apply ruff's formatting and fixes
+	$(BIN)/ruff check --fix src tasks flows tests bench
+	$(BIN)/ruff format src tasks flows tests bench
+
+bench: setup ## benchmark resnet18 / mobilenet_v3_small (FP32 f32 + default, FP16, INT8) -> bench/results.json
+	$(PY) bench/run.py --with-bare
+
+ui: setup ## MLflow UI on http://127.0.0.1:5000 for the embedded store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+repro: setup ## `dvc repro`: rebuild exactly what changed, without Prefect
+	$(BIN)/dvc repro
+
+clean: ## remove pipeline outputs (keeps .venv, the MLflow store and the DVC cache)
+	rm -rf data/demo data/prepared checkpoints models metrics plots reports dvc.lock

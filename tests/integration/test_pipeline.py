@@ -1,0 +1,268 @@
+"""The whole pipeline on a tiny dataset, through a real Prefect server, DVC and a real MLflow server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgeops.data.demo import make_demo_dataset
+from edgeops.data.imagefolder import load_rgb
+from edgeops.runtime import compile_model, read_model_json
+from tests.unit.edge_helpers import free_port
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+VARIANTS = ["fp32", "fp16", "ptq", "ptq_ac", "qat", "prune_int8"]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    pytest.fail(f"server at {url} did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("prefect")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = home / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/health", proc, log)
+        yield {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(home)}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def make_project(root: Path, data: Path) -> Path:
+    """A copy of the project's pipeline (dvc.yaml, tasks, flows) with small settings, in its own git repo."""
+    root.mkdir(parents=True)
+    shutil.copy(ROOT / "dvc.yaml", root)
+    for pkg in ("tasks", "flows", "src"):
+        shutil.copytree(ROOT / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(path=str(data), image_size=16)
+    params["train"].update(epochs=6, batch_size=32)
+    variants = params["compress"]["variants"]
+    variants["ptq"]["subset_size"] = 100
+    variants["ptq_ac"]["subset_size"] = 100
+    variants["qat"].update(epochs=1, subset_size=100)
+    variants["prune_int8"].update(epochs=2, subset_size=100)
+    params["benchmark"]["seconds"] = 0.2
+    params["mlflow"]["model_name"] = "tiny-digits"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(cmd, cwd=root, check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, prefect_server, mlflow_server):
+    base = tmp_path_factory.mktemp("pipeline")
+    data = make_demo_dataset(base / "digits", per_class=30)
+    project = make_project(base / "project", data)
+    env = {
+        **os.environ,
+        **prefect_server,
+        "MLFLOW_TRACKING_URI": mlflow_server.uri,
+        "PYTHONPATH": str(project),
+        "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions"),
+    }
+    start = time.monotonic()
+    run = subprocess.run(
+        [str(BIN / "edgeops"), "run"], cwd=project, env=env, capture_output=True, text=True, timeout=1200
+    )
+    seconds = time.monotonic() - start
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    return {"project": project, "env": env, "stdout": run.stdout, "seconds": seconds, "data": data}
+
+
+def test_every_variant_is_a_working_ir_with_the_contract(pipeline_run):
+    project = pipeline_run["project"]
+    manifest = json.loads((project / "data/prepared/manifest.json").read_text())
+    test_files = manifest["splits"]["test"]
+    for variant in [*VARIANTS, "selected"]:
+        folder = project / "models" / variant
+        contract = read_model_json(folder)  # verifies sha256 of model.xml/model.bin
+        assert contract["labels"] == manifest["classes"]
+        assert contract["input"]["shape"] == [1, 16, 16, 3]
+        compiled = compile_model(folder)
+        hits = [
+            int(np.argmax(compiled([load_rgb(Path(manifest["source"]) / path, 16)[None]])[0])) == label
+            for path, label in test_files
+        ]
+        # accuracy from raw files the way an edge app reads them == what the pipeline recorded
+        assert abs(float(np.mean(hits)) - contract["metrics"]["accuracy"]) < 1e-9, variant
+
+
+def test_int8_is_close_to_fp32_and_much_better_than_chance(pipeline_run):
+    project = pipeline_run["project"]
+    acc = {v: json.loads((project / f"metrics/variants/{v}.json").read_text())["accuracy"] for v in VARIANTS}
+    assert acc["fp32"] > 0.5, acc  # 10 classes: chance is 0.1
+    for v in ("ptq", "ptq_ac", "qat", "prune_int8"):
+        assert acc[v] >= acc["fp32"] - 0.06, acc
+    timing = json.loads((project / "reports/pipeline_timing.json").read_text())
+    assert set(timing["stages_run"]) >= {
+        "prepare",
+        "train",
+        "compress@ptq",
+        "evaluate@qat",
+        "select",
+        "register",
+    }
+
+
+def test_mlflow_has_runs_metrics_and_the_registered_version(pipeline_run, mlflow_server):
+    from mlflow import MlflowClient
+
+    project = pipeline_run["project"]
+    registration = json.loads((project / "reports/registration.json").read_text())
+    client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
+    version = client.get_model_version("tiny-digits", registration["version"])
+    selected = json.loads((project / "models/selected/model.json").read_text())
+    assert version.run_id == selected["mlflow_run_id"]
+    assert version.tags["variant"] == registration["variant"] == selected["variant"]
+    assert version.tags["dataset_fingerprint"] == selected["dataset_fingerprint"]
+    parent = client.get_run(registration["parent_run_id"])
+    assert parent.data.tags["dataset_fingerprint"] == selected["dataset_fingerprint"]
+    assert parent.data.tags["data_dvc_md5"].endswith(".dir")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(r.info.run_name for r in children) == sorted(VARIANTS)
+    for child in children:
+        assert 0 <= child.data.metrics["accuracy"] <= 1
+        assert child.data.metrics["latency_ms_p50.f32"] > 0
+    files = {f.path for f in client.list_artifacts(version.run_id, "model")}
+    assert files == {"model/model.xml", "model/model.bin", "model/model.json"}
+
+
+def test_prefect_recorded_one_task_per_dvc_stage(pipeline_run, prefect_server):
+    from edgeops.dvcgraph import stage_order
+
+    project = pipeline_run["project"]
+    code = (
+        "import asyncio, json\n"
+        "from prefect.client.orchestration import get_client\n"
+        "async def main():\n"
+        "    async with get_client() as c:\n"
+        "        runs = await c.read_flow_runs()\n"
+        "        tasks = await c.read_task_runs()\n"
+        "        print(json.dumps({'flows': [r.state_type.value for r in runs], 'tasks': [t.name for t in tasks]}))\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=pipeline_run["env"], capture_output=True, text=True, check=True
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "COMPLETED" in seen["flows"]
+    stages = stage_order(project)
+    assert set(stages) <= set(seen["tasks"]), (stages, seen["tasks"])
+
+
+def test_second_repro_is_a_noop_and_registers_nothing(pipeline_run, mlflow_server):
+    from mlflow import MlflowClient
+
+    project, env = pipeline_run["project"], pipeline_run["env"]
+    status = subprocess.run(
+        [str(BIN / "dvc"), "status"], cwd=project, env=env, capture_output=True, text=True, check=True
+    )
+    assert "up to date" in status.stdout, status.stdout  # the Prefect run left nothing for dvc to do
+    again = subprocess.run(
+        [str(BIN / "dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True, check=True
+    )
+    assert "Running stage" not in again.stdout, again.stdout
+    client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
+    versions = client.search_model_versions("name = 'tiny-digits'")
+    assert len(versions) == 1
+
+
+def test_changing_one_variant_reruns_only_that_variant(pipeline_run):
+    project, env = pipeline_run["project"], pipeline_run["env"]
+    dry = subprocess.run(
+        [str(BIN / "dvc"), "repro", "--dry"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Running stage" not in dry.stdout
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["compress"]["variants"]["ptq"]["subset_size"] = 50
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = subprocess.run(
+        [str(BIN / "dvc"), "status"], cwd=project, env=env, capture_output=True, text=True, check=True
+    )
+    changed = {
+        line.rstrip(":").strip()
+        for line in status.stdout.splitlines()
+        if line.endswith(":") and not line.startswith("\t")
+    }
+    assert "compress@ptq" in changed
+    assert not {"compress@qat", "compress@fp32", "train", "prepare"} & changed, status.stdout
+
+
+def test_bad_dataset_fails_with_one_line_and_keeps_outputs(pipeline_run, tmp_path):
+    project, env = pipeline_run["project"], pipeline_run["env"]
+    before = (project / "data/prepared/manifest.json").read_text()
+    broken = tmp_path / "broken"
+    shutil.copytree(pipeline_run["data"], broken)
+    (broken / "three" / "oops.png").write_bytes(b"not a png")
+    params_before = (project / "params.yaml").read_text()
+    try:
+        run = subprocess.run(
+            [str(BIN / "edgeops"), "run", "--data", str(broken)],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        (project / "params.yaml").write_text(params_before)
+    assert run.returncode != 0
+    assert "oops.png" in run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("error: stage prepare failed")
+    assert (project / "data/prepared/manifest.json").read_text() == before
