@@ -87,8 +87,10 @@ def main() -> None:
         compress_to_fp16=result.compress_to_fp16,
         measure=test_accuracy,
     )
-    log(f"compress@{variant}: {result.precision} test accuracy {contract['metrics']['accuracy']:.4f} "
-        f"in {seconds:.1f}s -> {out}")
+    log(
+        f"compress@{variant}: {result.precision} test accuracy {contract['metrics']['accuracy']:.4f} "
+        f"in {seconds:.1f}s -> {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ def main() -> None:
     failed = model_dir / "FAILED.json"
     if failed.exists():
         failure = json.loads(failed.read_text())
-        out.write_text(json.dumps({"variant": variant, "status": "failed", "error": failure["error"]}, indent=2))
+        out.write_text(
+            json.dumps({"variant": variant, "status": "failed", "error": failure["error"]}, indent=2)
+        )
         predictions_csv.write_text("actual,predicted\n")
         log(f"evaluate@{variant}: skipped, compression failed: {failure['error']}")
         return
@@ -32,7 +34,9 @@ def main() -> None:
     labels = read_manifest(PREPARED)["classes"]
     test = load_split(PREPARED, "test")
     metrics, predicted = evaluate_model_dir(model_dir, test, labels)
-    log(f"evaluate@{variant}: test accuracy {metrics['accuracy']:.4f} (f32 hint {metrics['accuracy_f32']:.4f})")
+    log(
+        f"evaluate@{variant}: test accuracy {metrics['accuracy']:.4f} (f32 hint {metrics['accuracy_f32']:.4f})"
+    )
     rows = benchmark_model_dir(model_dir, params.benchmark.seconds, params.benchmark.warmup)
     for row in rows:
         log(

@@ -64,7 +64,9 @@ def main() -> None:
     experiment_id = registry.connect(params.mlflow, ROOT)
     start = time.time()
     run_ids: dict[str, str] = {}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}") as parent:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"
+    ) as parent:
         mlflow.log_params(registry.flatten("", params.model_dump(exclude={"targets"})))
         mlflow.set_tags({**lineage_tags, "selected_variant": chosen, "model": params.train.model})
         mlflow.log_metrics(
@@ -85,7 +87,9 @@ def main() -> None:
                     continue
                 mlflow.log_metrics(registry.variant_metrics(result, fp32_accuracy))
                 mlflow.log_dict(result, "evaluation.json")
-                mlflow.log_figure(registry.confusion_figure(result, manifest["classes"]), "confusion_matrix.png")
+                mlflow.log_figure(
+                    registry.confusion_figure(result, manifest["classes"]), "confusion_matrix.png"
+                )
                 predictions = PREDICTIONS / f"{variant}.csv"
                 if predictions.exists():
                     mlflow.log_artifact(str(predictions))

@@ -7,7 +7,7 @@ from edgeops.console import log, run_main
 from edgeops.errors import EdgeopsError
 from edgeops.paths import PARETO_PLOT, REPORT, SELECTION, SUMMARY, variant_metrics
 from edgeops.report import markdown, pareto_plot, speedup
-from edgeops.selection import choose, candidates, pareto_front
+from edgeops.selection import candidates, choose, pareto_front
 
 
 def main() -> None:

@@ -77,7 +77,7 @@ def summary_table(root: Path = Path(".")) -> str:
             f"{r['benchmark']['default']['latency_ms_p50']:>8.3f}ms{r['size_mb']:>9.3f}"
             f"{speedup(results, v) or 0:>8.2f}x{mark}"
         )
-    hw = next((r["hardware"] for r in results.values() if "hardware" in r), {})
+    hw: dict = next((r["hardware"] for r in results.values() if "hardware" in r), {})
     lines.append(
         f"* selected. p50 = batch-1 latency; 'f32' forces INFERENCE_PRECISION_HINT=f32, 'dflt' is the runtime "
         f"default; speed-up = fp32@f32 / variant@dflt. CPU: {hw.get('cpu', '?')} ({', '.join(hw.get('isa', []))})"
@@ -95,7 +95,9 @@ def summary_table(root: Path = Path(".")) -> str:
 
 @app.command()
 def run(
-    data: Path | None = typer.Option(None, help="ImageFolder to train on (written to data.path in params.yaml)"),
+    data: Path | None = typer.Option(
+        None, help="ImageFolder to train on (written to data.path in params.yaml)"
+    ),
     params: Path = typer.Option(Path("params.yaml"), help="the pipeline parameters"),
 ) -> None:
     """Run the whole pipeline (the DVC stages, driven by a Prefect flow) and print the results."""
@@ -150,7 +152,9 @@ def validate_data(
 @app.command()
 def predict(
     images: list[Path] = typer.Argument(..., help="image files"),
-    model: Path = typer.Option(Path("models/selected"), help="model folder (model.xml, model.bin, model.json)"),
+    model: Path = typer.Option(
+        Path("models/selected"), help="model folder (model.xml, model.bin, model.json)"
+    ),
     top_k: int = typer.Option(3, min=1, help="how many labels to print per image"),
     as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
 ) -> None:
@@ -176,7 +180,9 @@ def predict(
             scores = softmax(np.asarray(compiled([pixels[None]])[compiled.output(0)]).reshape(-1))
             best = np.argsort(-scores)[:top_k]
             if as_json:
-                typer.echo(json.dumps({"image": str(path), "top": [[labels[i], float(scores[i])] for i in best]}))
+                typer.echo(
+                    json.dumps({"image": str(path), "top": [[labels[i], float(scores[i])] for i in best]})
+                )
             else:
                 typer.echo(f"{path}: " + ", ".join(f"{labels[i]} {scores[i]:.3f}" for i in best))
 
@@ -195,7 +201,7 @@ def serve(
         from croniter import croniter
 
         if not croniter.is_valid(cron):
-            raise EdgeopsError(f"--cron {cron!r} is not a valid cron expression (e.g. \"0 3 * * *\")")
+            raise EdgeopsError(f'--cron {cron!r} is not a valid cron expression (e.g. "0 3 * * *")')
         from flows.pipeline import pipeline
 
         typer.echo(f"serving deployment edgeops-pipeline/{name} on cron {cron!r}")

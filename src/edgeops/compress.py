@@ -72,7 +72,9 @@ def _preset(name: str):  # -> nncf.QuantizationPreset
     return nncf.QuantizationPreset.MIXED if name == "mixed" else nncf.QuantizationPreset.PERFORMANCE
 
 
-def ptq(model: nn.Module, image_size: int, train: Split, config: PtqConfig, seed: int, log: Log) -> Compressed:
+def ptq(
+    model: nn.Module, image_size: int, train: Split, config: PtqConfig, seed: int, log: Log
+) -> Compressed:
     """Post-training INT8 on the OpenVINO model, calibrated on raw u8 pixels like the edge app feeds."""
     import nncf
 
@@ -104,10 +106,14 @@ def ptq_ac(
 
     def validate(compiled: ov.CompiledModel, validation_items: list) -> float:
         output = compiled.output(0)
-        hits = [int(np.argmax(compiled([img[None]])[output])) == int(label) for img, label in validation_items]
+        hits = [
+            int(np.argmax(compiled([img[None]])[output])) == int(label) for img, label in validation_items
+        ]
         return float(np.mean(hits))
 
-    log(f"ptq_ac: calibrating on {len(calibration)} images, validating on {len(items)} (max_drop {config.max_drop})")
+    log(
+        f"ptq_ac: calibrating on {len(calibration)} images, validating on {len(items)} (max_drop {config.max_drop})"
+    )
     quantized = nncf.quantize_with_accuracy_control(
         float_ir,
         calibration_dataset=_ov_dataset(calibration),
@@ -129,7 +135,9 @@ def ptq_ac(
         "float_conv_matmul_ops": float_ops,
     }
     if not details["met_max_drop"]:
-        log(f"ptq_ac: WARNING could not keep the val drop within {config.max_drop}: {details['val_drop']:.4f}")
+        log(
+            f"ptq_ac: WARNING could not keep the val drop within {config.max_drop}: {details['val_drop']:.4f}"
+        )
     return Compressed(quantized, "INT8", details=details)
 
 
@@ -169,7 +177,15 @@ def qat(
     before = accuracy(quantized, val)
     log(f"qat: val accuracy after quantization {before:.4f}; fine-tuning {config.epochs} epoch(s)")
     quantized, history = fit(
-        quantized, train, val, epochs=config.epochs, lr=config.lr, batch_size=64, seed=seed, log=log, tag="qat"
+        quantized,
+        train,
+        val,
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=64,
+        seed=seed,
+        log=log,
+        tag="qat",
     )
     return Compressed(
         _strip_to_openvino(quantized, image_size),

@@ -62,9 +62,7 @@ def variant_metrics(result: dict, fp32_accuracy: float) -> dict[str, float]:
         for key in ("latency_ms_p50", "latency_ms_p90", "throughput_fps"):
             metrics[f"{key}.{hint}"] = row[key]
     for key, value in result.get("compression", {}).items():
-        if isinstance(value, bool):
-            metrics[f"compression.{key}"] = float(value)
-        elif isinstance(value, int | float):
+        if isinstance(value, (bool, int | float)):
             metrics[f"compression.{key}"] = float(value)
     for label, acc in result["per_class_accuracy"].items():
         if acc is not None:

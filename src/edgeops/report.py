@@ -32,7 +32,7 @@ def speedup(results: dict[str, dict], variant: str) -> float | None:
 def markdown(
     results: dict[str, dict], cands: list[Candidate], chosen: Candidate | None, front: list[str], plot: str
 ) -> str:
-    hw = next((r["hardware"] for r in results.values() if "hardware" in r), {})
+    hw: dict = next((r["hardware"] for r in results.values() if "hardware" in r), {})
     lines = [
         "# Compression report",
         "",
@@ -85,15 +85,18 @@ def pareto_plot(cands: list[Candidate], front: list[str], chosen: Candidate | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [c for c in cands if c.accuracy is not None and c.latency_ms is not None]
+    points: list[tuple[str, float, float]] = []
+    for c in cands:
+        if c.accuracy is not None and c.latency_ms is not None:
+            points.append((c.variant, c.latency_ms, c.accuracy))
     fig, ax = plt.subplots(figsize=(6, 4))
-    for c in ok:
-        on_front = c.variant in front
-        ax.scatter(c.latency_ms, c.accuracy, s=60, marker="D" if on_front else "o", color="C1" if on_front else "C0")
-        label = c.variant + (" (selected)" if chosen and c.variant == chosen.variant else "")
-        ax.annotate(label, (c.latency_ms, c.accuracy), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    line = sorted((c for c in ok if c.variant in front), key=lambda c: c.latency_ms or 0.0)
-    ax.plot([c.latency_ms for c in line], [c.accuracy for c in line], "--", color="C1", label="Pareto front")
+    for variant, latency, acc in points:
+        on_front = variant in front
+        ax.scatter(latency, acc, s=60, marker="D" if on_front else "o", color="C1" if on_front else "C0")
+        label = variant + (" (selected)" if chosen and variant == chosen.variant else "")
+        ax.annotate(label, (latency, acc), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    line = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
+    ax.plot([p[1] for p in line], [p[2] for p in line], "--", color="C1", label="Pareto front")
     ax.set_xlabel(f"latency p50, batch 1, {LATENCY_HINT} precision (ms)")
     ax.set_ylabel("test accuracy (OpenVINO)")
     ax.legend(loc="lower right")

@@ -35,7 +35,11 @@ def check_gates(
         failures.append(f"accuracy drop {drop:.4f} > max_accuracy_drop {gates.max_accuracy_drop}")
     if gates.min_accuracy is not None and accuracy < gates.min_accuracy:
         failures.append(f"accuracy {accuracy:.4f} < min_accuracy {gates.min_accuracy}")
-    if gates.latency_budget_ms is not None and latency_ms is not None and latency_ms > gates.latency_budget_ms:
+    if (
+        gates.latency_budget_ms is not None
+        and latency_ms is not None
+        and latency_ms > gates.latency_budget_ms
+    ):
         failures.append(f"latency p50 {latency_ms:.3f} ms > latency_budget_ms {gates.latency_budget_ms}")
     if gates.max_size_mb is not None and size_mb is not None and size_mb > gates.max_size_mb:
         failures.append(f"size {size_mb:.3f} MB > max_size_mb {gates.max_size_mb}")

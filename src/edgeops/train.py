@@ -141,7 +141,12 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 
 
 def train_model(
-    config: TrainConfig, train: Split, val: Split, num_classes: int, seed: int, log: Callable[[str], None] = print
+    config: TrainConfig,
+    train: Split,
+    val: Split,
+    num_classes: int,
+    seed: int,
+    log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, list[dict]]:
     seed_everything(seed, config.num_threads)
     model = build_model(config.model, num_classes)

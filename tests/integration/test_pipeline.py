@@ -32,10 +32,9 @@ VARIANTS = ["fp32", "fp16", "ptq", "ptq_ac", "qat", "prune_int8"]
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
+            if r.status == 200:
+                return
         if proc.poll() is not None:
             break
         time.sleep(0.3)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,18 @@ LABELS = ["red", "green", "blue"]
 
 
 def build_model(
-    folder: Path, *, size: int = 8, labels: list[str] | None = None, scale: float = 0.05,
-    variant: str = "ptq", precision: str = "INT8", accuracy: float = 0.9, run_id: str = "run123",
-    fingerprint: str = "fp-abc", commit: str = "deadbeef", extra: dict[str, Any] | None = None,
+    folder: Path,
+    *,
+    size: int = 8,
+    labels: list[str] | None = None,
+    scale: float = 0.05,
+    variant: str = "ptq",
+    precision: str = "INT8",
+    accuracy: float = 0.9,
+    run_id: str = "run123",
+    fingerprint: str = "fp-abc",
+    commit: str = "deadbeef",
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write model.xml/.bin/.json into `folder`; `scale` changes the weights (so versions differ)."""
     import openvino as ov
@@ -38,12 +49,19 @@ def build_model(
     model = ov.Model([logits], [param], "tiny")
     folder.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
-    files = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in ("model.xml", "model.bin")}
+    files = {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in ("model.xml", "model.bin")
+    }
     meta = {
         "task": "classification",
         "labels": labels,
-        "input": {"name": "image", "shape": [1, size, size, 3], "layout": "NHWC", "element_type": "u8",
-                  "color": "RGB"},
+        "input": {
+            "name": "image",
+            "shape": [1, size, size, 3],
+            "layout": "NHWC",
+            "element_type": "u8",
+            "color": "RGB",
+        },
         "precision": precision,
         "variant": variant,
         "metrics": {"accuracy": accuracy},
@@ -63,3 +81,93 @@ def image_bytes(color: tuple[int, int, int] = (250, 10, 10), size: int = 16, fmt
     buf = io.BytesIO()
     Image.new("RGB", (size, size), color).save(buf, format=fmt)
     return buf.getvalue()
+
+
+def register_version(
+    tracking_uri: str, name: str, model_dir: Path, tags: dict[str, str], artifact_root: Path | None = None
+) -> str:
+    """Register `model_dir` the way registry.py does: run artifacts `model/`, version source `<run>/model`."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    exp = client.get_experiment_by_name("edgeops-test")
+    if exp is None:
+        location = artifact_root.as_uri() if artifact_root else None
+        exp_id = client.create_experiment("edgeops-test", artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    run = client.create_run(exp_id)
+    client.log_artifacts(run.info.run_id, str(model_dir), artifact_path="model")
+    client.set_terminated(run.info.run_id)
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(name)
+    mv = client.create_model_version(
+        name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags
+    )
+    return str(mv.version)
+
+
+def good_tags(**over: Any) -> dict[str, str]:
+    tags = {
+        "variant": "ptq",
+        "precision": "INT8",
+        "accuracy": "0.95",
+        "fp32_accuracy": "0.955",
+        "accuracy_drop": "0.005",
+        "latency_ms_p50": "1.2",
+        "size_mb": "0.5",
+        "dataset_fingerprint": "fp-abc",
+        "git_commit": "deadbeef",
+        "parent_run_id": "parent",
+    }
+    tags.update({k: str(v) for k, v in over.items()})
+    return tags
+
+
+def free_port(pair: bool = False) -> int:
+    """A free TCP port on loopback (and port+1 too when `pair`: radosgw's monitor uses it)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not pair or port >= 65535:
+            return port
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running S3 server (radosgw) on loopback; credentials are test-only."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    dir: Path
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    uri: str
+    dir: Path

@@ -7,10 +7,10 @@ import openvino as ov
 import pytest
 import torch
 
+from edgeops.errors import EdgeopsError
 from edgeops.export import to_openvino, with_preprocessing, write_model_dir
 from edgeops.models import build_model, normalize
 from edgeops.runtime import compile_model, predict_logits, read_model_json, sha256_file
-from edgeops.errors import EdgeopsError
 
 
 @pytest.fixture(scope="module")
@@ -78,5 +78,7 @@ def test_failed_measure_leaves_no_half_written_folder(small_model, tmp_path):
         raise RuntimeError("measurement failed")
 
     with pytest.raises(RuntimeError):
-        write_model_dir(with_preprocessing(to_openvino(small_model, 24)), tmp_path / "m", meta(), measure=boom)
+        write_model_dir(
+            with_preprocessing(to_openvino(small_model, 24)), tmp_path / "m", meta(), measure=boom
+        )
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.tmp").exists()

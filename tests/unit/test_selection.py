@@ -49,7 +49,9 @@ def test_latency_and_size_gates():
 
 
 def test_min_accuracy_gate():
-    assert check_gates(0.5, 0.0, None, None, GatesConfig(min_accuracy=0.6)) == ["accuracy 0.5000 < min_accuracy 0.6"]
+    assert check_gates(0.5, 0.0, None, None, GatesConfig(min_accuracy=0.6)) == [
+        "accuracy 0.5000 < min_accuracy 0.6"
+    ]
     assert check_gates(0.7, 0.0, None, None, GatesConfig(min_accuracy=0.6)) == []
 
 

@@ -31,7 +31,7 @@ def make_demo_dataset(out_dir: str | Path, seed: int = 0, per_class: int | None 
         counts[label] += 1
         gray = (img8 / 16.0 * 255).astype(np.uint8)
         size = int(rng.choice([24, 32, 40]))
-        image = Image.fromarray(gray, mode="L").resize((size, size), Image.BICUBIC)
+        image = Image.fromarray(gray, mode="L").resize((size, size), Image.Resampling.BICUBIC)
         if i % 3 == 0:  # some RGB images with a tinted background
             tint = rng.integers(0, 60, size=3)
             arr = np.asarray(image, dtype=np.int32)[..., None] + tint[None, None, :]

@@ -40,13 +40,13 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
         raise EdgeopsError(f"dataset path {root} is not a folder: it must hold one sub-folder per class")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise EdgeopsError(f"dataset folder {root} has no class sub-folders: put each class's images in a sub-folder")
+        raise EdgeopsError(
+            f"dataset folder {root} has no class sub-folders: put each class's images in a sub-folder"
+        )
     classes: list[str] = []
     samples: list[Sample] = []
     for class_dir in class_dirs:
-        images = sorted(
-            p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        images = sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             continue  # an empty sub-folder is not a class
         label = len(classes)
@@ -74,7 +74,7 @@ def load_rgb(path: Path, size: int | tuple[int, int]) -> np.ndarray:
         with Image.open(path) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise ValueError(f"{img.width}x{img.height} is larger than {MAX_PIXELS} pixels")
-            rgb = img.convert("RGB").resize((width, height), Image.BILINEAR)
+            rgb = img.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -90,7 +90,13 @@ def load_images(
     for i, sample in enumerate(samples):
         try:
             out[i] = load_rgb(folder.root / sample.path, size)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombWarning) as e:
+        except (
+            OSError,
+            UnidentifiedImageError,
+            ValueError,
+            SyntaxError,
+            Image.DecompressionBombWarning,
+        ) as e:
             bad.append(f"{folder.root / sample.path} ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
         if progress and (i + 1) % 500 == 0:
             progress(i + 1, len(samples))

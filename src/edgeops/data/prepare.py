@@ -48,9 +48,11 @@ def prepare_dataset(
         }
         for name in SPLITS:
             samples = [folder.samples[i] for i in splits[name]]
-            images = load_images(
-                folder, samples, data.image_size, lambda i, n, s=name: log(f"prepare: {s} {i}/{n} decoded")
-            )
+
+            def progress(done: int, total: int, split: str = name) -> None:
+                log(f"prepare: {split} {done}/{total} decoded")
+
+            images = load_images(folder, samples, data.image_size, progress)
             labels = np.array([s.label for s in samples], dtype=np.int64)
             np.savez(tmp / f"{name}.npz", images=images, labels=labels)
             manifest["counts"][name] = len(samples)

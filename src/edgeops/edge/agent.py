@@ -176,7 +176,11 @@ def _check_loadable(folder: Path) -> None:
     except Exception as e:  # openvino raises RuntimeError subclasses with long messages
         raise IntegrityError(f"model.xml does not load in OpenVINO: {str(e).splitlines()[0]}") from None
     want = meta.get("input", {}).get("shape")
-    got = list(model.inputs[0].get_partial_shape().to_shape()) if model.inputs[0].get_partial_shape().is_static else None
+    got = (
+        list(model.inputs[0].get_partial_shape().to_shape())
+        if model.inputs[0].get_partial_shape().is_static
+        else None
+    )
     if want and got and list(want) != got:
         raise IntegrityError(f"model.xml input shape {got} does not match model.json input.shape {want}")
 
@@ -188,8 +192,8 @@ def _download_verified(store: Store, pointer: dict[str, Any], model: str, dest: 
     expected = pointer.get("manifest_sha256")
     if expected and sha256_bytes(manifest_bytes) != expected:
         raise IntegrityError(
-            f"{MANIFEST} of {model} v{version} at {store.describe(base)} does not match the pointer's sha256: "
-            "tampered manifest refused, current model kept"
+            f"{MANIFEST} of {model} v{version} at {store.describe(base)} does not match the pointer's "
+            "sha256: tampered manifest refused, current model kept"
         )
     try:
         manifest = json.loads(manifest_bytes)
@@ -232,26 +236,57 @@ def sync(store: Store, model: str, channel: str, agent_dir: Path, *, force: bool
             return SyncResult(False, version, previous_version(agent_dir), f"v{version} is current")
         if not force and version in state.get("held", []):
             return SyncResult(
-                False, current or version, previous_version(agent_dir),
+                False,
+                current or version,
+                previous_version(agent_dir),
                 f"v{version} was rolled back on this device; not re-installing it (use --force)",
             )
-        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=agent_dir))
-        try:
-            _download_verified(store, pointer, model, incoming)
-            _check_loadable(incoming)
-            (incoming / "pointer.json").write_text(json.dumps({**pointer, "synced_at": _now()}, indent=2))
-            _install(agent_dir, incoming, version)
-        except TargetError as e:
-            raise EdgeopsError(f"sync of {model} v{version} failed: {e}; current model kept") from None
-        finally:
-            shutil.rmtree(incoming, ignore_errors=True)
+        reused = not force and current != version and _local_copy_ok(agent_dir, version, pointer)
+        if not reused:  # e.g. a registry rollback to our `previous`: no download needed
+            _fetch_and_install(store, pointer, model, agent_dir, version)
         if current and current != version:
             _swap_link(agent_dir, "previous", current)
         _swap_link(agent_dir, "current", version)
         state["held"] = [v for v in state.get("held", []) if v != version]
-        _record(agent_dir, state, "sync", version, replaced=current)
+        _record(agent_dir, state, "sync", version, replaced=current, reused=reused)
         _prune(agent_dir)
-        return SyncResult(True, version, current, f"installed v{version}" + (f" (was v{current})" if current else ""))
+        how = "switched to the kept copy of" if reused else "installed"
+        return SyncResult(
+            True, version, current, f"{how} v{version}" + (f" (was v{current})" if current else "")
+        )
+
+
+def _fetch_and_install(
+    store: Store, pointer: dict[str, Any], model: str, agent_dir: Path, version: str
+) -> None:
+    incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=agent_dir))
+    os.chmod(incoming, 0o755)  # mkdtemp makes 0700; a server may run as another user
+    try:
+        _download_verified(store, pointer, model, incoming)
+        _check_loadable(incoming)
+        (incoming / "pointer.json").write_text(json.dumps({**pointer, "synced_at": _now()}, indent=2))
+        _install(agent_dir, incoming, version)
+    except TargetError as e:
+        raise EdgeopsError(f"sync of {model} v{version} failed: {e}; current model kept") from None
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _local_copy_ok(agent_dir: Path, version: str, pointer: dict[str, Any]) -> bool:
+    """A kept version (usually `previous`) that still matches the pointer's manifest, file by file."""
+    folder = agent_dir / "versions" / version
+    expected = pointer.get("manifest_sha256")
+    if not expected or not (folder / MANIFEST).is_file() or sha256_file(folder / MANIFEST) != expected:
+        return False
+    try:
+        files = json.loads((folder / MANIFEST).read_text())["files"]
+        for name, entry in files.items():
+            _verify_file(folder / name, name, entry, str(folder))
+    except (IntegrityError, OSError, ValueError, KeyError, TypeError):
+        return False
+    with contextlib.suppress(OSError):  # record where it came from this time
+        (folder / "pointer.json").write_text(json.dumps({**pointer, "synced_at": _now()}, indent=2))
+    return True
 
 
 def _installed_manifest_sha(agent_dir: Path, version: str) -> str | None:
@@ -294,7 +329,9 @@ def status(agent_dir: Path) -> dict[str, Any]:
     agent_dir = Path(agent_dir)
     folder = current_dir(agent_dir)
     if folder is None or not (folder / "model.json").is_file():
-        raise EdgeopsError(f"{agent_dir} has no current model: run `edgeops edge sync --dir {agent_dir}` first")
+        raise EdgeopsError(
+            f"{agent_dir} has no current model: run `edgeops edge sync --dir {agent_dir}` first"
+        )
     meta = json.loads((folder / "model.json").read_text())
     pointer: dict[str, Any] = {}
     with contextlib.suppress(FileNotFoundError, ValueError):
@@ -370,19 +407,23 @@ class EdgeModel:
         try:
             img = Image.open(io.BytesIO(data))  # lazy: reads the header only
         except UnidentifiedImageError:
-            raise BadImage("not an image (could not identify the format): upload a JPEG or PNG", 400) from None
+            raise BadImage(
+                "not an image (could not identify the format): upload a JPEG or PNG", 400
+            ) from None
         except Image.DecompressionBombError:
             raise BadImage(f"image too large (over {max_pixels} pixels)", 413) from None
         w, h = img.size
         if w * h > max_pixels:
             raise BadImage(f"image too large: {w}x{h} is over {max_pixels} pixels", 413)
         try:
-            rgb = img.convert("RGB").resize((self.width, self.height), Image.BILINEAR)
+            rgb = img.convert("RGB").resize((self.width, self.height), Image.Resampling.BILINEAR)
         except (OSError, ValueError, SyntaxError) as e:  # truncated / corrupt payloads
             raise BadImage(f"corrupt image: {e}", 400) from None
         return np.asarray(rgb, dtype=np.uint8)[None]
 
-    def predict_bytes(self, data: bytes, top_k: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, Any]:
+    def predict_bytes(
+        self, data: bytes, top_k: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> dict[str, Any]:
         scores = softmax(self.infer(self.preprocess(data, max_pixels)).reshape(-1))
         order = np.argsort(-scores)[: max(1, top_k)]
         labels = self.labels or [str(i) for i in range(len(scores))]
@@ -393,5 +434,7 @@ class EdgeModel:
 def load_current(agent_dir: Path) -> EdgeModel:
     folder = current_dir(Path(agent_dir))
     if folder is None or not folder.is_dir():
-        raise EdgeopsError(f"{agent_dir} has no current model: run `edgeops edge sync --dir {agent_dir}` first")
+        raise EdgeopsError(
+            f"{agent_dir} has no current model: run `edgeops edge sync --dir {agent_dir}` first"
+        )
     return EdgeModel(folder)

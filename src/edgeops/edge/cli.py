@@ -17,8 +17,9 @@ from edgeops.edge import agent
 from edgeops.edge.targets import open_target
 from edgeops.errors import EdgeopsError
 
-edge_app = typer.Typer(help="Edge agent: sync a promoted model, verify it, serve it, roll back.",
-                       no_args_is_help=True)
+edge_app = typer.Typer(
+    help="Edge agent: sync a promoted model, verify it, serve it, roll back.", no_args_is_help=True
+)
 
 T = TypeVar("T")
 DirOpt = Annotated[Path, typer.Option("--dir", help="agent folder (holds versions/, current, previous)")]
@@ -40,11 +41,14 @@ def sync(
     dir: DirOpt,
     channel: Annotated[str, typer.Option(help="pointer to follow: staging or production")] = "production",
     watch: Annotated[float | None, typer.Option(help="keep polling every SEC seconds")] = None,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint, e.g. http://127.0.0.1:7480")]
-    = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint, e.g. http://127.0.0.1:7480")
+    ] = None,
     region: Annotated[str | None, typer.Option(help="S3 region")] = None,
     force: Annotated[bool, typer.Option(help="re-install even if current or rolled back locally")] = False,
-    max_polls: Annotated[int | None, typer.Option(hidden=True, help="stop --watch after N polls (tests)")] = None,
+    max_polls: Annotated[
+        int | None, typer.Option(hidden=True, help="stop --watch after N polls (tests)")
+    ] = None,
 ) -> None:
     """Fetch the version the channel pointer names, verify every sha256, switch atomically."""
     store = _run(lambda: open_target(target, endpoint_url, region))
@@ -98,12 +102,20 @@ def status(
         typer.echo(json.dumps(info, indent=2))
         return
     rows: list[tuple[str, Any]] = [
-        ("version", info["version"]), ("model", info["model"]), ("channel", info["channel"]),
-        ("target", info["target"]), ("variant", info["variant"]), ("precision", info["precision"]),
-        ("accuracy", info["accuracy"]), ("source run", info["source_run"]),
-        ("dataset fingerprint", info["dataset_fingerprint"]), ("git commit", info["git_commit"]),
-        ("previous", info["previous"]), ("held (rolled back)", ", ".join(info["held"]) or None),
-        ("published at", info["published_at"]), ("synced at", info["synced_at"]),
+        ("version", info["version"]),
+        ("model", info["model"]),
+        ("channel", info["channel"]),
+        ("target", info["target"]),
+        ("variant", info["variant"]),
+        ("precision", info["precision"]),
+        ("accuracy", info["accuracy"]),
+        ("source run", info["source_run"]),
+        ("dataset fingerprint", info["dataset_fingerprint"]),
+        ("git commit", info["git_commit"]),
+        ("previous", info["previous"]),
+        ("held (rolled back)", ", ".join(info["held"]) or None),
+        ("published at", info["published_at"]),
+        ("synced at", info["synced_at"]),
     ]
     for key, value in rows:
         typer.echo(f"{key:<20} {'-' if value is None else value}")

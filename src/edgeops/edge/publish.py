@@ -69,7 +69,9 @@ def read_model_json(model_dir: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise EdgeopsError(f"{path} not found: export the model first (expects model.xml, model.bin, model.json)")
+        raise EdgeopsError(
+            f"{path} not found: export the model first (expects model.xml, model.bin, model.json)"
+        ) from None
     except (OSError, ValueError) as e:
         raise EdgeopsError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict):
@@ -81,7 +83,9 @@ def build_manifest(model_dir: Path, model: str, version: str) -> dict[str, Any]:
     """Manifest of every regular top-level file; refuses a folder whose files contradict model.json."""
     for name in REQUIRED_FILES:
         if not (model_dir / name).is_file():
-            raise EdgeopsError(f"{model_dir / name} missing: a model folder holds {', '.join(REQUIRED_FILES)}")
+            raise EdgeopsError(
+                f"{model_dir / name} missing: a model folder holds {', '.join(REQUIRED_FILES)}"
+            )
     meta = read_model_json(model_dir)
     files: dict[str, dict[str, Any]] = {}
     for path in sorted(model_dir.iterdir()):
@@ -144,10 +148,14 @@ def _upload_version(store: Store, model_dir: Path, manifest: dict[str, Any], rep
     if existing is None:
         try:
             # conditional: two publishers of the same version must not interleave different manifests
-            store.put_bytes(base + MANIFEST, manifest_bytes, sha256=sha256_bytes(manifest_bytes), if_absent=True)
+            store.put_bytes(
+                base + MANIFEST, manifest_bytes, sha256=sha256_bytes(manifest_bytes), if_absent=True
+            )
         except PreconditionFailed:
             if store.get_bytes(base + MANIFEST) != manifest_bytes:
-                raise EdgeopsError(f"{store.describe(base)} was published concurrently with other content") from None
+                raise EdgeopsError(
+                    f"{store.describe(base)} was published concurrently with other content"
+                ) from None
         report.uploaded.append(MANIFEST)
     else:
         report.skipped.append(MANIFEST)
@@ -175,7 +183,10 @@ def _write_pointer(store: Store, pointer: dict[str, Any], report: PublishReport)
             old = json.loads(store.get_bytes(key))
         except ValueError:
             old = {}
-        if old.get("version") == pointer["version"] and old.get("manifest_sha256") == pointer["manifest_sha256"]:
+        if (
+            old.get("version") == pointer["version"]
+            and old.get("manifest_sha256") == pointer["manifest_sha256"]
+        ):
             return  # same version already live: do not touch it (idempotent)
     data = canonical_json(pointer)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ log = logging.getLogger("edgeops.edge.server")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 # `application/octet-stream` is what many clients send for a file part of unknown type: we sniff it.
 IMAGE_TYPES = ("image/", "application/octet-stream")
+RETRY_FAILED_S = 30.0  # a version that failed to load is retried after this long, not on every poll
 
 
 class ModelHolder:
@@ -38,24 +40,27 @@ class ModelHolder:
         self.swaps = 0
         self.last_error: str | None = None
         self._failed_version: str | None = None
+        self._failed_at = 0.0
         self._lock = threading.Lock()  # one loader at a time; readers never take it
 
     def refresh(self) -> bool:
         """Load the version `current` names if it differs from the live one. True when swapped."""
         version = current_version(self.agent_dir)
         live = self.model.version if self.model else None
-        if version is None or version == live or version == self._failed_version:
+        if version is None or version == live:
+            return False
+        if version == self._failed_version and time.monotonic() - self._failed_at < RETRY_FAILED_S:
             return False
         with self._lock:
             try:
                 model = EdgeModel(self.agent_dir / "versions" / version)
             except Exception as e:  # keep serving the old model; say why once
-                self._failed_version = version
+                self._failed_version, self._failed_at = version, time.monotonic()
                 self.last_error = f"could not load v{version}: {str(e).splitlines()[0] if str(e) else e}"
                 log.error(self.last_error)
                 return False
             self.model = model  # atomic reference swap: in-flight requests keep their own reference
-            self.swaps += 1
+            self.swaps += 1 if live is not None else 0  # the first load is not a swap
             self._failed_version = None
             self.last_error = None
             log.info("serving v%s (was v%s)", version, live)
@@ -107,7 +112,10 @@ async def _image_from_multipart(request: Request, body: bytes) -> bytes:
 
 
 def create_app(
-    agent_dir: Path, *, poll_seconds: float = 0.5, max_bytes: int = DEFAULT_MAX_BYTES,
+    agent_dir: Path,
+    *,
+    poll_seconds: float = 0.5,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> FastAPI:
     holder = ModelHolder(agent_dir)
@@ -156,10 +164,15 @@ def create_app(
             info = {}
         # describe what is being *served* (the files may already point at a newer version)
         info.update(
-            version=model.version, labels=model.labels, input=model.meta.get("input", {}),
-            precision=model.meta.get("precision"), variant=model.meta.get("variant"),
-            source_run=model.meta.get("mlflow_run_id"), dataset_fingerprint=model.meta.get("dataset_fingerprint"),
-            git_commit=model.meta.get("git_commit"), on_disk_version=current_version(holder.agent_dir),
+            version=model.version,
+            labels=model.labels,
+            input=model.meta.get("input", {}),
+            precision=model.meta.get("precision"),
+            variant=model.meta.get("variant"),
+            source_run=model.meta.get("mlflow_run_id"),
+            dataset_fingerprint=model.meta.get("dataset_fingerprint"),
+            git_commit=model.meta.get("git_commit"),
+            on_disk_version=current_version(holder.agent_dir),
         )
         return JSONResponse(info)
 
@@ -174,8 +187,11 @@ def create_app(
         elif ctype.startswith(IMAGE_TYPES):
             data = await _read_capped(request, max_bytes)
         else:
-            return _bad(415, f"content type {ctype or '(none)'!r} not supported: send multipart/form-data "
-                             "with a 'file' field, or a raw image/jpeg or image/png body")
+            return _bad(
+                415,
+                f"content type {ctype or '(none)'!r} not supported: send multipart/form-data "
+                "with a 'file' field, or a raw image/jpeg or image/png body",
+            )
         if not data:
             return _bad(400, "empty upload: send an image")
         result = await run_in_threadpool(model.predict_bytes, data, top_k, max_pixels)

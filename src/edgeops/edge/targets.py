@@ -58,7 +58,12 @@ class Store:
     uri: str
 
     def put_bytes(
-        self, key: str, data: bytes, *, sha256: str | None = None, if_match: str | None = None,
+        self,
+        key: str,
+        data: bytes,
+        *,
+        sha256: str | None = None,
+        if_match: str | None = None,
         if_absent: bool = False,
     ) -> None:
         """Write `data` at `key`. `if_absent`: fail with PreconditionFailed when the key exists;
@@ -116,7 +121,12 @@ class FileStore(Store):
             raise
 
     def put_bytes(
-        self, key: str, data: bytes, *, sha256: str | None = None, if_match: str | None = None,
+        self,
+        key: str,
+        data: bytes,
+        *,
+        sha256: str | None = None,
+        if_match: str | None = None,
         if_absent: bool = False,
     ) -> None:
         path = self._path(key)
@@ -169,8 +179,14 @@ class S3Store(Store):
     """An S3 bucket (AWS or any S3-compatible endpoint) with an optional key prefix."""
 
     def __init__(
-        self, uri: str, bucket: str, prefix: str, endpoint_url: str | None = None,
-        region: str | None = None, max_attempts: int | None = None, client: Any = None,
+        self,
+        uri: str,
+        bucket: str,
+        prefix: str,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        max_attempts: int | None = None,
+        client: Any = None,
     ) -> None:
         self.uri = uri
         self.bucket = bucket
@@ -214,7 +230,9 @@ class S3Store(Store):
             if code in ("PreconditionFailed", "412") or status == 412:
                 return PreconditionFailed(f"{self.describe(key)} changed concurrently (precondition failed)")
             if code == "NoSuchBucket":
-                return TargetError(f"bucket '{self.bucket}' does not exist at {self._where()}: create it first")
+                return TargetError(
+                    f"bucket '{self.bucket}' does not exist at {self._where()}: create it first"
+                )
             if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return TargetError(
                     f"{action} {self.describe(key)} denied ({code}): check AWS credentials in the environment"
@@ -231,7 +249,12 @@ class S3Store(Store):
         return self.endpoint_url or "AWS S3"
 
     def put_bytes(
-        self, key: str, data: bytes, *, sha256: str | None = None, if_match: str | None = None,
+        self,
+        key: str,
+        data: bytes,
+        *,
+        sha256: str | None = None,
+        if_match: str | None = None,
         if_absent: bool = False,
     ) -> None:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}

@@ -1,0 +1,586 @@
+"""Promotion of registered OpenVINO models by MLflow alias + legacy stage, with gates and an audit trail.
+
+Registry conventions (see registry.py): one registered model per project; each version's source
+is `<run artifacts>/model` (model.xml, model.bin, model.json) and carries tags such as `accuracy`,
+`accuracy_drop`, `latency_ms_p50`, `size_mb`, `dataset_fingerprint`, `git_commit`, `variant`.
+
+What a promotion writes:
+- alias `@staging` / `@production` (the current MLflow way) and the legacy stage (the UI's column);
+- version tags `promotion.<n>.{from,to,when,who,reason,gates,forced,action,replaces}`;
+- a model-level event `edgeops.history.<seq>` (JSON): the ordered log `history` and `--rollback` use;
+- the model files on every edge target configured for that stage (pointer written last).
+
+Concurrency: the whole read-check-write runs under an exclusive file lock (next to the sqlite
+database, or in the temp dir keyed by tracking URI for a server), and the alias is re-read
+afterwards, so two promotions at once leave one consistent result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeops.config import GatesConfig, Params, Target
+from edgeops.errors import EdgeopsError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+STAGES = ("staging", "production")
+HISTORY_PREFIX = "edgeops.history."
+LOCK_TIMEOUT_S = float(os.environ.get("EDGEOPS_PROMOTION_LOCK_TIMEOUT", "120"))
+MAX_REASON = 500
+
+
+# --------------------------------------------------------------------------- client / lock
+
+
+def make_client(tracking_uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    # MLflow's HTTP defaults (7 retries, backoff factor 2) take ~4 minutes to report a stopped server;
+    # a CLI should say so within seconds. Users can still raise them via these variables.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@contextlib.contextmanager
+def registry_errors(tracking_uri: str) -> Iterator[None]:
+    """Anything the registry throws (down, unreachable, refused) becomes one actionable line."""
+    try:
+        yield
+    except EdgeopsError:
+        raise
+    except Exception as e:
+        from mlflow.exceptions import MlflowException
+
+        if (
+            not isinstance(e, MlflowException | OSError | ConnectionError)
+            and "requests" not in type(e).__module__
+        ):
+            raise
+        detail = (str(getattr(e, "message", "") or e).splitlines() or [""])[0]
+        if "Connection refused" in detail or "Max retries exceeded" in detail:
+            detail = "connection refused"
+        raise EdgeopsError(
+            f"MLflow registry at {tracking_uri} failed: {detail[:200]} "
+            "(start the tracking server or fix mlflow.tracking_uri / MLFLOW_TRACKING_URI)"
+        ) from None
+
+
+def lock_path(tracking_uri: str) -> Path:
+    """A lock file every promoter of this registry on this machine agrees on."""
+    override = os.environ.get("EDGEOPS_PROMOTION_LOCK")
+    if override:
+        return Path(override)
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///") :].split("?")[0])
+        return db.resolve().with_name(db.name + ".promote.lock")
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "edgeops-locks" / f"promote-{digest}.lock"
+
+
+@contextlib.contextmanager
+def promotion_lock(tracking_uri: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
+    path = lock_path(tracking_uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EdgeopsError(
+                        f"another promotion holds {path} for over {timeout:g}s: "
+                        "wait for it, or remove a stale lock"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield path
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def who() -> str:
+    user = os.environ.get("EDGEOPS_USER") or os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _is_missing(e: Exception) -> bool:
+    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(e, "error_code", "")) or "not found" in str(e).lower()
+
+
+def _get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as e:
+        if _is_missing(e):
+            raise EdgeopsError(
+                f"registered model '{name}' has no version {version}: see `edgeops models show {name}`"
+            ) from None
+        raise  # unreachable / refused: registry_errors() words it
+
+
+def _get_model(client: MlflowClient, name: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as e:
+        if _is_missing(e):
+            raise EdgeopsError(
+                f"no registered model '{name}' in the registry: run the pipeline (`edgeops run`) or see "
+                "`edgeops models list`"
+            ) from None
+        raise
+
+
+# --------------------------------------------------------------------------- gates
+
+
+@dataclass
+class GateResult:
+    gate: str
+    ok: bool
+    value: float | None
+    limit: float
+    detail: str
+
+
+def _tag_float(tags: dict[str, str], key: str) -> float | None:
+    try:
+        return float(tags[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def check_gates(tags: dict[str, str], gates: GatesConfig) -> list[GateResult]:
+    """Every configured gate against the version's tags. A missing measurement fails its gate."""
+    drop = _tag_float(tags, "accuracy_drop")
+    if (
+        drop is None
+        and _tag_float(tags, "fp32_accuracy") is not None
+        and _tag_float(tags, "accuracy") is not None
+    ):
+        drop = float(tags["fp32_accuracy"]) - float(tags["accuracy"])
+    checks: list[tuple[str, float | None, float | None, str, bool]] = [
+        # gate, measured value, limit, tag, higher-is-better
+        ("min_accuracy", _tag_float(tags, "accuracy"), gates.min_accuracy, "accuracy", True),
+        ("max_accuracy_drop", drop, gates.max_accuracy_drop, "accuracy_drop", False),
+        (
+            "latency_budget_ms",
+            _tag_float(tags, "latency_ms_p50"),
+            gates.latency_budget_ms,
+            "latency_ms_p50",
+            False,
+        ),
+        ("max_size_mb", _tag_float(tags, "size_mb"), gates.max_size_mb, "size_mb", False),
+    ]
+    results = []
+    for gate, value, limit, tag, higher in checks:
+        if limit is None:
+            continue
+        if value is None:
+            results.append(GateResult(gate, False, None, limit, f"{tag} not recorded on this version"))
+            continue
+        ok = value >= limit if higher else value <= limit
+        op = (">=" if ok else "<") if higher else ("<=" if ok else ">")
+        results.append(GateResult(gate, ok, value, limit, f"{tag} {value:.4g} {op} {limit:.4g}"))
+    return results
+
+
+# --------------------------------------------------------------------------- history
+
+
+def history(client: MlflowClient, name: str) -> list[dict[str, Any]]:
+    """Model-level promotion events, oldest first."""
+    model = _get_model(client, name)
+    events = []
+    for key, value in (model.tags or {}).items():
+        if key.startswith(HISTORY_PREFIX):
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(value))
+    return sorted(events, key=lambda e: int(e.get("seq", 0)))
+
+
+def _stack(events: list[dict[str, Any]], stage: str) -> list[str]:
+    """Replay the stage's events: promotions push, rollbacks pop back to the version they restored."""
+    stack: list[str] = []
+    for e in events:
+        if e.get("to") != stage:
+            continue
+        version = str(e["version"])
+        if e.get("action") == "rollback":
+            while stack and stack[-1] != version:
+                stack.pop()
+            if not stack:
+                stack.append(version)
+        elif not stack or stack[-1] != version:
+            stack.append(version)
+    return stack
+
+
+def rollback_target(events: list[dict[str, Any]], stage: str, current: str | None) -> str | None:
+    stack = _stack(events, stage)
+    while stack and stack[-1] == current:
+        stack.pop()
+    return stack[-1] if stack else None
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def _aliases_by_version(model: Any) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        out.setdefault(str(version), []).append(alias)
+    return {v: sorted(a) for v, a in out.items()}
+
+
+def _row(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
+    tags = dict(mv.tags or {})
+    count = int(tags.get("promotion.count", "0") or 0)
+    last = None
+    if count:
+        p = f"promotion.{count}."
+        last = (
+            f"{tags.get(p + 'action', 'promote')} → {tags.get(p + 'to')} {tags.get(p + 'when', '')}".strip()
+        )
+    return {
+        "name": mv.name,
+        "version": str(mv.version),
+        "aliases": aliases,
+        "stage": mv.current_stage,
+        "variant": tags.get("variant"),
+        "precision": tags.get("precision"),
+        "accuracy": _tag_float(tags, "accuracy"),
+        "accuracy_drop": _tag_float(tags, "accuracy_drop"),
+        "latency_ms_p50": _tag_float(tags, "latency_ms_p50"),
+        "size_mb": _tag_float(tags, "size_mb"),
+        "dataset_fingerprint": tags.get("dataset_fingerprint"),
+        "git_commit": tags.get("git_commit"),
+        "run_id": mv.run_id,
+        "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).isoformat(
+            timespec="seconds"
+        )
+        if mv.creation_timestamp
+        else None,
+        "promotions": count,
+        "last_promotion": last,
+    }
+
+
+def _search_versions(client: MlflowClient, name: str | None) -> list[ModelVersion]:
+    flt = f"name = '{name}'" if name else None
+    out: list[ModelVersion] = []
+    token = None
+    while True:
+        page = client.search_model_versions(flt, max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def list_versions(client: MlflowClient, name: str | None = None) -> list[dict[str, Any]]:
+    """One row per version (of one model or all), newest first within a model."""
+    models = [_get_model(client, name)] if name else list(client.search_registered_models(max_results=1000))
+    rows: list[dict[str, Any]] = []
+    for model in models:
+        aliases = _aliases_by_version(model)
+        versions = _search_versions(client, model.name)
+        for mv in sorted(versions, key=lambda m: -int(m.version)):
+            rows.append(_row(mv, aliases.get(str(mv.version), [])))
+    return rows
+
+
+def version_promotions(tags: dict[str, str]) -> list[dict[str, Any]]:
+    count = int(tags.get("promotion.count", "0") or 0)
+    out = []
+    for n in range(1, count + 1):
+        p = f"promotion.{n}."
+        entry: dict[str, Any] = {"n": n}
+        for key in ("action", "from", "to", "replaces", "when", "who", "reason", "forced", "gates"):
+            if p + key in tags:
+                entry[key] = tags[p + key]
+        if "gates" in entry:
+            with contextlib.suppress(ValueError):
+                entry["gates"] = json.loads(entry["gates"])
+        out.append(entry)
+    return out
+
+
+def show_version(client: MlflowClient, name: str, version: str) -> dict[str, Any]:
+    model = _get_model(client, name)
+    mv = _get_version(client, name, version)
+    info = _row(mv, _aliases_by_version(model).get(str(mv.version), []))
+    tags = dict(mv.tags or {})
+    info["source"] = mv.source
+    info["tags"] = {k: v for k, v in sorted(tags.items()) if not k.startswith("promotion.")}
+    info["promotion_history"] = version_promotions(tags)
+    return info
+
+
+# --------------------------------------------------------------------------- promote / rollback
+
+
+@dataclass
+class PromotionResult:
+    name: str
+    version: str
+    to: str
+    action: str
+    replaces: str | None
+    forced: bool
+    gates: list[GateResult] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    changed: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """MLflow draws a tqdm bar per download; promotion output should stay a few lines."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def _download_model(client: MlflowClient, name: str, version: str, tracking_uri: str, dest: Path) -> Path:
+    import mlflow.artifacts
+
+    try:
+        # resolve through *this* client: `models:/` URIs would consult the process-wide default registry
+        source = client.get_model_version_download_uri(name, version)
+        with _quiet_progress():
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=str(dest), tracking_uri=tracking_uri
+            )
+    except Exception as e:
+        raise EdgeopsError(f"cannot download the files of {name} v{version} from the registry: {e}") from None
+    folder = Path(path)
+    if not (folder / "model.xml").is_file() and (folder / "model").is_dir():
+        folder = folder / "model"
+    if not (folder / "model.xml").is_file():
+        raise EdgeopsError(
+            f"{name} v{version} has no model.xml in its source: it was not registered by edgeops"
+        )
+    return folder
+
+
+def publish_to_targets(
+    client: MlflowClient, tracking_uri: str, name: str, version: str, stage: str, targets: list[Target]
+) -> list[str]:
+    """Publish to every target of the stage; the first failure stops (the registry stays unchanged)."""
+    if not targets:
+        return []
+    from edgeops.edge.publish import publish
+    from edgeops.edge.targets import open_target
+
+    done: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="edgeops-promote-") as tmp:
+        folder = _download_model(client, name, version, tracking_uri, Path(tmp))
+        for target in targets:
+            store = open_target(target.uri, target.endpoint_url, target.region)
+            try:
+                report = publish(folder, store, name, version, stage)
+            except EdgeopsError as e:
+                ok = f" (already published to: {', '.join(done)})" if done else ""
+                raise EdgeopsError(f"{e}; registry not changed{ok}: fix the target and re-run") from None
+            done.append(report.summary())
+    return done
+
+
+def _set_stage(client: MlflowClient, name: str, version: str, stage: str) -> None:
+    with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still drive the UI column
+        warnings.simplefilter("ignore")
+        client.transition_model_version_stage(
+            name, version, stage.capitalize(), archive_existing_versions=True
+        )
+
+
+def _record(
+    client: MlflowClient, name: str, mv: ModelVersion, result: PromotionResult, reason: str, actor: str
+) -> None:
+    tags = dict(mv.tags or {})
+    n = int(tags.get("promotion.count", "0") or 0) + 1
+    before = [a for a, v in (_get_model(client, name).aliases or {}).items() if str(v) == str(mv.version)]
+    when = _now()
+    gates = [asdict(g) for g in result.gates]
+    values = {
+        "action": result.action,
+        "from": ",".join(sorted(before)) or str(mv.current_stage or "None"),
+        "to": result.to,
+        "replaces": result.replaces or "none",
+        "when": when,
+        "who": actor,
+        "reason": reason,
+        "forced": str(result.forced).lower(),
+        "gates": json.dumps(gates, separators=(",", ":")),
+    }
+    for key, value in values.items():
+        client.set_model_version_tag(name, mv.version, f"promotion.{n}.{key}", value)
+    client.set_model_version_tag(name, mv.version, "promotion.count", str(n))
+    seq = len(history(client, name)) + 1
+    event = {
+        "seq": seq,
+        "action": result.action,
+        "version": result.version,
+        "to": result.to,
+        "replaces": result.replaces,
+        "when": when,
+        "who": actor,
+        "reason": reason,
+        "forced": result.forced,
+        "gates": {g["gate"]: g["ok"] for g in gates},
+    }
+    client.set_registered_model_tag(
+        name, f"{HISTORY_PREFIX}{seq:06d}", json.dumps(event, separators=(",", ":"))
+    )
+
+
+def _apply(
+    client: MlflowClient,
+    params: Params,
+    name: str,
+    mv: ModelVersion,
+    result: PromotionResult,
+    reason: str,
+    actor: str,
+    publish: bool,
+) -> PromotionResult:
+    stage = result.to
+    if publish:
+        result.published = publish_to_targets(
+            client, params.mlflow.tracking_uri, name, result.version, stage, getattr(params.targets, stage)
+        )
+    if not result.changed:
+        return result
+    _record(client, name, mv, result, reason, actor)  # audit first: a crash after it still leaves a trace
+    client.set_registered_model_alias(name, stage, result.version)
+    _set_stage(client, name, result.version, stage)
+    now = _get_model(client, name).aliases.get(stage)
+    if str(now) != result.version:  # someone without the lock moved it: say so, don't pretend
+        raise EdgeopsError(
+            f"@{stage} of '{name}' is v{now} right after setting v{result.version}: a concurrent change "
+            "outside edgeops; check `edgeops models history` and re-run"
+        )
+    return result
+
+
+def _check_stage(stage: str) -> str:
+    stage = stage.lower()
+    if stage not in STAGES:
+        raise EdgeopsError(f"unknown stage '{stage}': use staging or production")
+    return stage
+
+
+def promote(
+    params: Params,
+    name: str,
+    version: str | int,
+    to: str,
+    *,
+    reason: str = "",
+    force: bool = False,
+    actor: str | None = None,
+    client: MlflowClient | None = None,
+    publish: bool = True,
+) -> PromotionResult:
+    """Check gates, publish to the stage's targets, move the alias + stage, write the audit trail."""
+    stage, version = _check_stage(to), str(version)
+    client = client or make_client(params.mlflow.tracking_uri)
+    actor = actor or who()
+    reason = (reason or "").strip()[:MAX_REASON]
+    with promotion_lock(params.mlflow.tracking_uri), registry_errors(params.mlflow.tracking_uri):
+        model = _get_model(client, name)
+        mv = _get_version(client, name, version)
+        gates = check_gates(dict(mv.tags or {}), params.gates)
+        failed = [g for g in gates if not g.ok]
+        if failed and not force:
+            raise EdgeopsError(
+                f"refusing to promote {name} v{version} to {stage}: "
+                + "; ".join(f"{g.gate}: {g.detail}" for g in failed)
+                + " (fix the model or the gates in params.yaml, or pass --force; forcing is recorded)"
+            )
+        current = model.aliases.get(stage)
+        current = str(current) if current is not None else None
+        result = PromotionResult(
+            name,
+            version,
+            stage,
+            "promote",
+            current,
+            force and bool(failed),
+            gates,
+            changed=current != version or force,
+        )
+        return _apply(client, params, name, mv, result, reason, actor, publish)
+
+
+def rollback(
+    params: Params,
+    name: str,
+    stage: str,
+    *,
+    reason: str = "",
+    actor: str | None = None,
+    client: MlflowClient | None = None,
+    publish: bool = True,
+) -> PromotionResult:
+    """Put back the version that held `stage` before the current one (no gates: it passed them then)."""
+    stage = _check_stage(stage)
+    client = client or make_client(params.mlflow.tracking_uri)
+    actor = actor or who()
+    with promotion_lock(params.mlflow.tracking_uri), registry_errors(params.mlflow.tracking_uri):
+        model = _get_model(client, name)
+        current = model.aliases.get(stage)
+        current = str(current) if current is not None else None
+        target = rollback_target(history(client, name), stage, current)
+        if target is None:
+            raise EdgeopsError(
+                f"'{name}' has no earlier {stage} version to roll back to (now: "
+                f"{'v' + current if current else 'none'}); see `edgeops models history {name}`"
+            )
+        mv = _get_version(client, name, target)
+        result = PromotionResult(name, target, stage, "rollback", current, False, [])
+        text = (reason or f"rollback of v{current}").strip()[:MAX_REASON]
+        return _apply(client, params, name, mv, result, text, actor, publish)
