@@ -198,10 +198,13 @@ def serve(
 
     def main() -> None:
         _prefect_defaults()
-        from croniter import croniter
+        from prefect.client.schemas.schedules import CronSchedule
+        from pydantic import ValidationError
 
-        if not croniter.is_valid(cron):
-            raise EdgeopsError(f'--cron {cron!r} is not a valid cron expression (e.g. "0 3 * * *")')
+        try:
+            CronSchedule(cron=cron)
+        except ValidationError:
+            raise EdgeopsError(f'--cron {cron!r} is not a valid cron expression (e.g. "0 3 * * *")') from None
         from flows.pipeline import pipeline
 
         typer.echo(f"serving deployment edgeops-pipeline/{name} on cron {cron!r}")

@@ -50,6 +50,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",  # schedule new deployments' runs quickly
     }
     env.pop("PREFECT_API_URL", None)
     log = home / "server.log"
@@ -265,3 +266,59 @@ def test_bad_dataset_fails_with_one_line_and_keeps_outputs(pipeline_run, tmp_pat
     assert "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("error: stage prepare failed")
     assert (project / "data/prepared/manifest.json").read_text() == before
+
+
+def test_serve_creates_a_deployment_with_scheduled_runs(prefect_server, tmp_path):
+    env = {**os.environ, **prefect_server, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        serve = subprocess.Popen(
+            [str(BIN / "edgeops"), "serve", "--cron", "0 3 * * *", "--name", "nightly-test"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    code = (
+        "import asyncio, json\n"
+        "from prefect.client.orchestration import get_client\n"
+        "from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName\n"
+        "async def main():\n"
+        "    async with get_client() as c:\n"
+        "        d = await c.read_deployment_by_name('edgeops-pipeline/nightly-test')\n"
+        "        runs = await c.read_flow_runs(deployment_filter=DeploymentFilter(id={'any_': [d.id]}))\n"
+        "        crons = [s.schedule.cron for s in d.schedules]\n"
+        "        print(json.dumps({'crons': crons, 'runs': [[r.state_type.value, r.expected_start_time.isoformat()]"
+        " for r in runs]}))\n"
+        "asyncio.run(main())\n"
+    )
+    try:
+        deadline = time.monotonic() + 120
+        seen: dict = {}
+        while time.monotonic() < deadline:
+            probe = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            if probe.returncode == 0:
+                seen = json.loads(probe.stdout.strip().splitlines()[-1])
+                if seen["runs"]:
+                    break
+            assert serve.poll() is None, log.read_text()[-3000:]
+            time.sleep(2)
+        assert seen.get("crons") == ["0 3 * * *"], (seen, log.read_text()[-3000:])
+        assert seen["runs"] and all(state == "SCHEDULED" for state, _ in seen["runs"]), seen
+        assert all("T03:00:00" in start for _, start in seen["runs"]), seen
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(serve.pid, signal.SIGINT)
+        try:
+            serve.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+
+
+def test_serve_rejects_a_bad_cron():
+    result = subprocess.run(
+        [str(BIN / "edgeops"), "serve", "--cron", "every night"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "not a valid cron expression" in result.stderr

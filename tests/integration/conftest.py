@@ -1,0 +1,117 @@
+"""Fixtures for integration tests: real servers on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.unit.edge_helpers import MlflowServer, S3Server, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# --- edge / S3 fixtures ---
+# A real S3 server: Debian's Ceph radosgw (1 mon + 1 OSD + rgw, auth none) on 127.0.0.1, started once per
+# session with the project's own scripts/rgw/start-rgw.sh. CI installs it with
+#   apt-get install -y --no-install-recommends radosgw ceph-mon ceph-osd
+# Without those packages the S3 tests skip, unless EDGEOPS_REQUIRE_RGW=1 (CI) makes that a failure.
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    if not shutil.which("radosgw"):
+        msg = "radosgw not installed: apt-get install -y --no-install-recommends radosgw ceph-mon ceph-osd"
+        if os.environ.get("EDGEOPS_REQUIRE_RGW") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    folder = tmp_path_factory.mktemp("rgw")  # short path: ceph admin sockets live inside it
+    port = free_port(pair=True)
+    scripts = ROOT / "scripts" / "rgw"
+    proc = subprocess.run(
+        [str(scripts / "start-rgw.sh"), str(folder), str(port)], capture_output=True, text=True, timeout=180
+    )
+    if proc.returncode != 0:
+        subprocess.run([str(scripts / "stop-rgw.sh"), str(folder)], capture_output=True, timeout=120)
+        pytest.fail(f"radosgw did not start: {proc.stderr[-2000:]}")
+    found = re.search(r"ENDPOINT=(\S+) ACCESS_KEY=(\S+) SECRET_KEY=(\S+)", proc.stdout)
+    assert found, proc.stdout
+    server = S3Server(found[1], found[2], found[3], folder)
+    with pytest.MonkeyPatch.context() as mp:  # credentials only through the environment, as users do
+        mp.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.delenv("AWS_PROFILE", raising=False)
+        try:
+            yield server
+        finally:
+            subprocess.run([str(scripts / "stop-rgw.sh"), str(folder)], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def bucket(rgw: S3Server) -> str:
+    name = f"edge-{uuid.uuid4().hex[:12]}"
+    rgw.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    return name
+
+
+# --- MLflow server fixture (promotion against a real tracking server) ---
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed in finally
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder}/mlflow.db",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield MlflowServer(uri, folder)
+    finally:
+        # the server runs uvicorn in a child: signal the process group we created for it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        log.close()

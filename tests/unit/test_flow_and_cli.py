@@ -1,0 +1,100 @@
+"""The Prefect flow runs exactly dvc.yaml's stages in dependency order; the CLI fails in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from edgeops.config import load_params
+from edgeops.dvcgraph import stage_order
+
+ROOT = Path(__file__).resolve().parents[2]
+EDGEOPS = Path(sys.executable).parent / "edgeops"
+
+
+def test_flow_stages_are_dvc_stages_in_dependency_order():
+    order = stage_order(ROOT)
+    variants = load_params(ROOT / "params.yaml").compress.variants.enabled()
+    expected = {"demo", "prepare", "train", "select", "register"}
+    expected |= {f"compress@{v}" for v in variants} | {f"evaluate@{v}" for v in variants}
+    assert set(order) == expected and len(order) == len(expected)
+    position = {stage: i for i, stage in enumerate(order)}
+    assert position["demo"] < position["prepare"] < position["train"]
+    for v in variants:
+        assert position["train"] < position[f"compress@{v}"] < position[f"evaluate@{v}"] < position["select"]
+    assert position["select"] < position["register"]
+
+
+def test_every_stage_command_is_a_task_module():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        cmd = stage["do"]["cmd"] if "foreach" in stage else stage["cmd"]
+        module = cmd.split()[2]
+        assert module.startswith("tasks."), name
+        assert (ROOT / (module.replace(".", "/") + ".py")).exists(), name
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "EDGEOPS_DEBUG"}
+    return subprocess.run(
+        [str(EDGEOPS), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_missing_dataset_is_one_line_exit_2(tmp_path):
+    result = run_cli("validate-data", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_params_key_stops_run_before_anything_starts(tmp_path):
+    (tmp_path / "params.yaml").write_text("data:\n  pth: x\n")
+    result = run_cli("run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: params.yaml: unknown key 'data.pth' (see README 'Configuration' for valid keys)"
+    )
+
+
+def test_run_with_missing_data_folder(tmp_path):
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    result = run_cli("run", "--data", str(tmp_path / "missing"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "is not a folder" in result.stderr
+    assert (tmp_path / "params.yaml").read_text() == "seed: 0\n"  # not rewritten on a bad --data
+
+
+def test_validate_data_reports_counts(tmp_path):
+    from tests.helpers import write_image_folder
+
+    write_image_folder(tmp_path, {"a": 3, "b": 4})
+    result = run_cli("validate-data", str(tmp_path))
+    assert result.returncode == 0
+    assert "7 images, 2 classes" in result.stdout
+
+
+def test_predict_on_a_non_image_is_a_clear_error(tmp_path):
+    import torch
+
+    from edgeops.export import to_openvino, with_preprocessing, write_model_dir
+    from edgeops.models import build_model
+
+    torch.manual_seed(0)
+    meta = {"task": "classification", "variant": "fp32", "precision": "FP32", "labels": ["a", "b"]}
+    write_model_dir(with_preprocessing(to_openvino(build_model("small_cnn", 2), 16)), tmp_path / "m", meta)
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    result = run_cli("predict", "--model", str(tmp_path / "m"), str(text))
+    assert result.returncode == 2 and "not a readable image" in result.stderr
+    from tests.helpers import write_image_folder
+
+    write_image_folder(tmp_path / "imgs", {"a": 1})
+    ok = run_cli("predict", "--model", str(tmp_path / "m"), "--top-k", "2", str(tmp_path / "imgs/a/000.png"))
+    assert ok.returncode == 0, ok.stderr
+    labels = [part.split()[0] for part in ok.stdout.split(": ", 1)[1].split(", ")]
+    assert sorted(labels) == ["a", "b"]
