@@ -219,21 +219,17 @@ def test_second_repro_is_a_noop_and_registers_nothing(pipeline_run, mlflow_serve
 
 def test_changing_one_variant_reruns_only_that_variant(pipeline_run):
     project, env = pipeline_run["project"], pipeline_run["env"]
-    dry = subprocess.run(
-        [str(BIN / "dvc"), "repro", "--dry"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "Running stage" not in dry.stdout
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
     params["compress"]["variants"]["ptq"]["subset_size"] = 50
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = subprocess.run(
-        [str(BIN / "dvc"), "status"], cwd=project, env=env, capture_output=True, text=True, check=True
-    )
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = subprocess.run(
+            [str(BIN / "dvc"), "status"], cwd=project, env=env, capture_output=True, text=True, check=True
+        )
+    finally:
+        params_file.write_text(original)
     changed = {
         line.rstrip(":").strip()
         for line in status.stdout.splitlines()
@@ -241,6 +237,45 @@ def test_changing_one_variant_reruns_only_that_variant(pipeline_run):
     }
     assert "compress@ptq" in changed
     assert not {"compress@qat", "compress@fp32", "train", "prepare"} & changed, status.stdout
+
+
+def test_dvc_experiment_sweep_reruns_one_variant_and_logs_to_mlflow(pipeline_run, mlflow_server):
+    from mlflow import MlflowClient
+
+    project, env = pipeline_run["project"], pipeline_run["env"]
+    for cmd in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"],
+    ):
+        subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
+    client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
+    runs_before = len(client.search_runs(client.get_experiment_by_name("edgeops").experiment_id))
+    exp = subprocess.run(
+        [str(BIN / "dvc"), "exp", "run", "-S", "compress.variants.prune_int8.ratio=0.3", "-n", "sparse30"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
+    ran = {line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"compress@prune_int8", "evaluate@prune_int8", "select", "register"}, exp.stdout
+    show = subprocess.run(
+        [str(BIN / "dvc"), "exp", "show", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "sparse30" in show.stdout
+    sparsity = json.loads((project / "metrics/variants/prune_int8.json").read_text())["compression"][
+        "sparsity"
+    ]
+    assert abs(sparsity - 0.3) < 0.02
+    runs_after = len(client.search_runs(client.get_experiment_by_name("edgeops").experiment_id))
+    assert runs_after == runs_before + 1 + len(VARIANTS)  # a new parent run with its nested runs
 
 
 def test_bad_dataset_fails_with_one_line_and_keeps_outputs(pipeline_run, tmp_path):

@@ -1,0 +1,55 @@
+"""A compression method that crashes is recorded for its variant; the other variants go on."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+import tasks.compress
+import tasks.evaluate
+from edgeops.config import GatesConfig
+from edgeops.selection import candidates, choose
+
+
+def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/prepared").mkdir(parents=True)
+    (tmp_path / "data/prepared/manifest.json").write_text(json.dumps({"classes": ["a", "b"]}))
+
+    def crash(variant):
+        raise RuntimeError("accuracy control could not converge\nsecond line")
+
+    monkeypatch.setattr(tasks.compress, "build", crash)
+    monkeypatch.setattr(sys, "argv", ["tasks.compress", "ptq_ac"])
+    tasks.compress.main()  # returns normally: the DVC stage succeeds with a recorded failure
+    failure = json.loads((tmp_path / "models/ptq_ac/FAILED.json").read_text())
+    assert failure["error"] == "RuntimeError: accuracy control could not converge"
+    assert not (tmp_path / "models/ptq_ac/model.xml").exists()
+
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    monkeypatch.setattr(sys, "argv", ["tasks.evaluate", "ptq_ac"])
+    tasks.evaluate.main()
+    result = json.loads((tmp_path / "metrics/variants/ptq_ac.json").read_text())
+    assert result["status"] == "failed"
+
+    fp32 = {
+        "status": "ok",
+        "accuracy": 0.9,
+        "size_mb": 1.0,
+        "benchmark": {"default": {"latency_ms_p50": 1.0}, "f32": {"latency_ms_p50": 2.0}},
+    }
+    cands = candidates({"fp32": fp32, "ptq_ac": result}, GatesConfig())
+    assert choose(cands).variant == "fp32"  # type: ignore[union-attr]
+    assert cands[1].failures == ["compression failed: RuntimeError: accuracy control could not converge"]
+
+
+def test_fp32_failure_is_fatal(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/prepared").mkdir(parents=True)
+    (tmp_path / "data/prepared/manifest.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    monkeypatch.setattr(tasks.compress, "build", lambda v: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(sys, "argv", ["tasks.compress", "fp32"])
+    with pytest.raises(RuntimeError):
+        tasks.compress.main()  # without fp32 there is no reference: the pipeline must stop
