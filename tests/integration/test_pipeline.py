@@ -106,6 +106,7 @@ def pipeline_run(tmp_path_factory, prefect_server, mlflow_server):
         **prefect_server,
         "MLFLOW_TRACKING_URI": mlflow_server.uri,
         "PYTHONPATH": str(project),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # as after `source .venv/bin/activate`
         "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions"),
     }
     start = time.monotonic()
