@@ -26,7 +26,7 @@ def _run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except EdgeopsError as e:
-        typer.echo(str(e), err=True)
+        typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 
 
