@@ -15,6 +15,7 @@ from edgeops.config import PruneConfig, PtqAcConfig, PtqConfig, QatConfig
 from edgeops.data.prepare import Split
 from edgeops.export import to_openvino, with_preprocessing
 from edgeops.models import normalize
+from edgeops.runtime import core
 from edgeops.train import accuracy, fit, seed_everything
 
 Log = Callable[[str], None]
@@ -47,14 +48,6 @@ def _torch_dataset(images_u8: np.ndarray, batch_size: int = 1):  # -> nncf.Datas
     tensors = torch.from_numpy(images_u8)
     batches = [normalize(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
     return nncf.Dataset(batches)
-
-
-def ov_accuracy(model: ov.Model, split: Split) -> float:
-    from edgeops.runtime import core, predict_logits
-
-    compiled = core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    logits = predict_logits(compiled, split.images)
-    return float((logits.argmax(1) == split.labels).mean())
 
 
 def fp32(model: nn.Module, image_size: int) -> Compressed:
@@ -124,8 +117,9 @@ def ptq_ac(
         preset=_preset(config.preset),
         subset_size=len(calibration),
     )
-    reference = validate(ov.Core().compile_model(float_ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), items)
-    achieved = validate(ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), items)
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}
+    reference = validate(core().compile_model(float_ir, "CPU", f32), items)
+    achieved = validate(core().compile_model(quantized, "CPU", f32), items)
     float_ops = _count_float_matmul_conv(quantized)
     details = {
         "val_accuracy_fp32": reference,
@@ -244,8 +238,7 @@ def prune_int8(
         f"prune_int8: sparsity {sparsity:.1%} of prunable weights, {stats.global_pruning_ratio:.1%} of all; "
         "quantizing to INT8"
     )
-    example_stripped = nncf.strip(pruned, example_input=example)
-    dense = with_preprocessing(to_openvino(example_stripped, image_size))
+    dense = _strip_to_openvino(pruned, image_size)
     quantized = nncf.quantize(dense, _ov_dataset(calibration), subset_size=len(calibration))
     return Compressed(
         quantized,
