@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.edge_helpers import MlflowServer, S3Server, free_port
+from tests.unit.edge_helpers import MlflowServer, S3Server, free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,11 +105,5 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         yield MlflowServer(uri, folder)
     finally:
         # the server runs uvicorn in a child: signal the process group we created for it
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process_group(proc, timeout=15)
         log.close()

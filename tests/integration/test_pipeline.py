@@ -21,7 +21,7 @@ import yaml
 from edgeops.data.demo import make_demo_dataset
 from edgeops.data.imagefolder import load_rgb
 from edgeops.runtime import compile_model, read_model_json
-from tests.unit.edge_helpers import free_port
+from tests.unit.edge_helpers import free_port, stop_process_group
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,12 +66,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         _wait_http(f"http://127.0.0.1:{port}/api/health", proc, log)
         yield {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_HOME": str(home)}
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)
 
 
 def make_project(root: Path, data: Path) -> Path:
