@@ -24,6 +24,7 @@ from edgeops.paths import (
     SELECTED,
     SELECTION,
     TRAIN_HISTORY,
+    confusion_plot,
     variant_dir,
     variant_metrics,
 )
@@ -87,9 +88,8 @@ def main() -> None:
                     continue
                 mlflow.log_metrics(registry.variant_metrics(result, fp32_accuracy))
                 mlflow.log_dict(result, "evaluation.json")
-                mlflow.log_figure(
-                    registry.confusion_figure(result, manifest["classes"]), "confusion_matrix.png"
-                )
+                if confusion_plot(variant).exists():
+                    mlflow.log_artifact(str(confusion_plot(variant)))
                 predictions = PREDICTIONS / f"{variant}.csv"
                 if predictions.exists():
                     mlflow.log_artifact(str(predictions))

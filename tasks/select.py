@@ -5,8 +5,8 @@ import json
 from edgeops.config import load_params
 from edgeops.console import log, run_main
 from edgeops.errors import EdgeopsError
-from edgeops.paths import PARETO_PLOT, REPORT, SELECTION, SUMMARY, variant_metrics
-from edgeops.report import markdown, pareto_plot, speedup
+from edgeops.paths import PARETO_PLOT, REPORT, SELECTION, SUMMARY, confusion_plot, variant_metrics
+from edgeops.report import confusion_matrix_plot, markdown, pareto_plot, speedup
 from edgeops.selection import candidates, choose, pareto_front
 
 
@@ -24,6 +24,9 @@ def main() -> None:
     front = pareto_front(cands)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     pareto_plot(cands, front, chosen, PARETO_PLOT)
+    for v, result in results.items():
+        if result["status"] == "ok":
+            confusion_matrix_plot(result, confusion_plot(v))
     REPORT.write_text(markdown(results, cands, chosen, front, PARETO_PLOT.name))
     selection = {
         "selected": chosen.variant if chosen else None,

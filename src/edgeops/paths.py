@@ -15,6 +15,7 @@ SUMMARY = Path("metrics/summary.json")
 SELECTION = Path("reports/selection.json")
 REPORT = Path("reports/compression.md")
 PARETO_PLOT = Path("reports/accuracy_vs_latency.png")
+CONFUSION_PLOTS = Path("plots/confusion")
 REGISTRATION = Path("reports/registration.json")
 
 
@@ -24,3 +25,7 @@ def variant_dir(variant: str) -> Path:
 
 def variant_metrics(variant: str) -> Path:
     return VARIANT_METRICS / f"{variant}.json"
+
+
+def confusion_plot(variant: str) -> Path:
+    return CONFUSION_PLOTS / f"{variant}.png"

@@ -70,24 +70,6 @@ def variant_metrics(result: dict, fp32_accuracy: float) -> dict[str, float]:
     return metrics
 
 
-def confusion_figure(result: dict, labels: list[str]):  # -> matplotlib Figure
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    size = max(4.0, 0.5 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(result["confusion"], cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(f"{result['variant']}: test accuracy {result['accuracy']:.4f}")
-    fig.tight_layout()
-    return fig
-
-
 def register_version(name: str, run: Any, tags: dict[str, str], description: str) -> str:
     """A new version of the registered model whose source is the run's `model` artifact folder."""
     from mlflow import MlflowClient
