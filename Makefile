@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## create .venv and install the pinned stack (constraints.txt)
+setup: $(VENV)/.installed $(PREFECT_HOME)/prefect.db ## create .venv, install the pinned stack (constraints.txt), create the local databases
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "setup: creating $(VENV) and installing the pinned stack (a few minutes the first time)"
@@ -26,6 +26,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
+
+# The embedded Prefect and MLflow sqlite databases, created once here instead of on the first pipeline run.
+$(PREFECT_HOME)/prefect.db: $(VENV)/.installed
+	$(BIN)/edgeops init
 
 run: setup ## run the whole pipeline on data.path (the demo data by default) and print the results
 	$(BIN)/edgeops run

@@ -144,7 +144,7 @@ def targets(ratios: dict[str, dict[str, float | None]], timing: dict | None) -> 
             "target": OVERHEAD_TARGET,
             "measured": fraction,
             "met": fraction is not None and fraction <= OVERHEAD_TARGET,
-            "flow_wall_seconds": timing.get("flow_wall_seconds"),
+            "wall_seconds": timing.get("wall_seconds"),
             "work_seconds": timing.get("work_seconds"),
             "stages_run": timing.get("stages_run"),
         }
@@ -225,7 +225,7 @@ def verdict(target_rows: dict[str, dict], ratios: dict[str, dict[str, float | No
         stages = overhead.get("stages_run") or []
         ran = ", ".join(stages) if 0 < len(stages) <= 3 else str(len(stages))
         lines.append(
-            f"pipeline overhead: {overhead['measured']:.1%} of {overhead['flow_wall_seconds']:.1f} s flow wall "
+            f"pipeline overhead: {overhead['measured']:.1%} of {overhead['wall_seconds']:.1f} s flow wall "
             f"time, {overhead.get('work_seconds') or 0:.1f} s stage work (target <= {overhead['target']:.0%}): "
             f"{status}; stages that did work: {ran}"
         )

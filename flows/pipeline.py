@@ -8,15 +8,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
+from edgeops.console import process_seconds
+from edgeops.dvc_worker import DvcWorker
 from edgeops.dvcgraph import stage_order
 from edgeops.errors import EdgeopsError
+from edgeops.prefect_local import TemporaryServer
 
 TIMINGS = Path("reports/pipeline_timing.json")
 STAGE_LOG = Path("reports/pipeline_timing.jsonl")  # each stage appends its own time (edgeops.console)
@@ -39,38 +42,35 @@ def _retry_unless_user_error(task, task_run, state) -> bool:  # noqa: ANN001 (Pr
     return False
 
 
-@task(retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_user_error, task_run_name="{stage}")
-def run_stage(stage: str, timings_file: str) -> float:
-    """`dvc repro --single-item STAGE`, its output streamed into this task's log."""
+@task(
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_unless_user_error,
+    task_run_name="{stage}",
+    cache_policy=NO_CACHE,  # DVC decides what is up to date
+)
+def run_stage(stage: str, worker: DvcWorker) -> float:
+    """`dvc repro --single-item STAGE` (in the flow's DVC worker), its output streamed into this task's log."""
     logger = get_run_logger()
-    # dvc.yaml says `python`: make it this environment's interpreter even if the venv is not activated
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "PATH": path, "EDGEOPS_STAGE": stage, "EDGEOPS_TIMINGS": timings_file}
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "repro", "--single-item", stage],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    user_error, other_error = "", ""
-    assert proc.stdout is not None
-    for line in proc.stdout:
+    errors = {"user": "", "other": ""}
+
+    def forward(line: str) -> None:
         line = line.rstrip()
         if not line or "Warning" in line or "warnings.warn" in line:
-            continue
+            return
         if line.startswith("error: "):  # edgeops' one-line message for bad input (console.fail)
-            user_error = line.removeprefix("error: ")
+            errors["user"] = line.removeprefix("error: ")
         elif line.startswith(("internal error: ", "ERROR: ")):
-            other_error = other_error or line
+            errors["other"] = errors["other"] or line
         logger.info(line)
-    code = proc.wait()
+
+    start = time.perf_counter()
+    code = worker.reproduce(stage, forward)
     if code != 0:
-        # DVC exits 255 whatever the stage did: our own error line tells input errors from the rest
-        if user_error:
-            raise StageFailed(stage, USER_ERROR, user_error)
-        raise StageFailed(stage, code, other_error or "see the log above")
+        # DVC fails with 255 whatever the stage did: our own error line tells input errors from the rest
+        if errors["user"]:
+            raise StageFailed(stage, USER_ERROR, errors["user"])
+        raise StageFailed(stage, code, errors["other"] or "see the log above")
     return time.perf_counter() - start
 
 
@@ -82,7 +82,11 @@ def pipeline(project_dir: str = ".") -> dict:
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     STAGE_LOG.unlink(missing_ok=True)
     stages = stage_order(".")
-    task_seconds = {stage: run_stage(stage, str(STAGE_LOG.resolve())) for stage in stages}
+    # dvc.yaml says `python`: make it this environment's interpreter even if the venv is not activated
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "EDGEOPS_TIMINGS": str(STAGE_LOG.resolve())}
+    with DvcWorker(Path.cwd(), env) as worker:
+        task_seconds = {stage: run_stage(stage, worker) for stage in stages}
     summary = timing_summary(time.perf_counter() - wall_start, task_seconds)
     TIMINGS.write_text(json.dumps(summary, indent=2))
     return summary
@@ -98,7 +102,7 @@ def timing_summary(wall: float, task_seconds: dict[str, float]) -> dict:
             work[row["stage"]] = row["seconds"]
     work_seconds = sum(s for stage, s in work.items() if stage != "register")
     return {
-        "flow_wall_seconds": wall,
+        "wall_seconds": wall,
         "stage_task_seconds": task_seconds,
         "stage_work_seconds": work,
         "work_seconds": work_seconds,
@@ -126,17 +130,18 @@ def _quiet_stage_failures() -> None:
             handler.addFilter(_NoTraceback())
 
 
-def run_pipeline() -> dict:
+def run_pipeline(api: TemporaryServer) -> dict:
     """Entry point for the CLI: a flow run, with Prefect failures turned into one clear line."""
     _quiet_stage_failures()
-    start = time.perf_counter()
-    stage_order(".")  # a broken dvc.yaml fails here, before Prefect starts
+    stage_order(".")  # a broken dvc.yaml fails here, while the Prefect server starts
+    api.wait_ready()
     try:
         flow_summary = pipeline()
     except StageFailed as e:
         raise EdgeopsError(str(e)) from None
-    # the same summary, over the whole command: the temporary Prefect server's start-up is overhead too
-    summary = timing_summary(time.perf_counter() - start, flow_summary["stage_task_seconds"])
-    summary["flow_only_wall_seconds"] = flow_summary["flow_wall_seconds"]
+    # the same summary over the whole command, from its process start: imports and Prefect's
+    # server start-up are overhead too
+    summary = timing_summary(process_seconds(), flow_summary["stage_task_seconds"])
+    summary["flow_only_wall_seconds"] = flow_summary["wall_seconds"]
     TIMINGS.write_text(json.dumps(summary, indent=2))
     return summary

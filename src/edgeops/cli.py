@@ -19,20 +19,6 @@ app = typer.Typer(
 )
 
 
-def _prefect_defaults() -> None:
-    """Embedded Prefect: its home inside the project, no telemetry; a PREFECT_API_URL set by the user wins.
-
-    The flows/ and tasks/ packages live at the project root, which is the working directory."""
-    import sys
-
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(".cache/torch_extensions").resolve()))
-
-
 def set_data_path(params_file: Path, data: Path) -> None:
     """Write data.path into params.yaml, keeping its comments, so `dvc repro` sees the same input."""
     from ruamel.yaml import YAML
@@ -104,21 +90,53 @@ def run(
 
     def main() -> None:
         from edgeops.config import load_params
+        from edgeops.prefect_local import TemporaryServer, embedded_defaults
 
         if data is not None:
             set_data_path(params, data)
             typer.echo(f"params.yaml: data.path = {data}")
         load_params(params)
-        _prefect_defaults()
-        from flows.pipeline import run_pipeline
+        if not (Path("dvc.yaml").is_file() and Path("flows/pipeline.py").is_file()):
+            raise EdgeopsError(
+                f"{Path.cwd()} is not an edgeops project (no dvc.yaml and flows/): cd into your edgeops clone"
+            )
+        embedded_defaults()
+        with TemporaryServer() as prefect_api:  # starts while Prefect is being imported
+            from flows.pipeline import run_pipeline
 
-        timing = run_pipeline()
+            timing = run_pipeline(prefect_api)
         typer.echo("")
         typer.echo(summary_table())
         typer.echo(
-            f"pipeline: {timing['flow_wall_seconds']:.1f}s wall, stages' own work {timing['work_seconds']:.1f}s, "
+            f"pipeline: {timing['wall_seconds']:.1f}s wall, stages' own work {timing['work_seconds']:.1f}s, "
             f"overhead (Prefect + DVC + MLflow + process starts) {timing['overhead_fraction']:.0%}"
         )
+
+    run_main(main)
+
+
+@app.command()
+def init(params: Path = typer.Option(Path("params.yaml"), help="the pipeline parameters")) -> None:
+    """Create the embedded Prefect and MLflow databases (`make setup` runs this once).
+
+    Creating them takes a few seconds that would otherwise land on the first pipeline run."""
+
+    def main() -> None:
+        from edgeops import registry
+        from edgeops.config import load_params
+        from edgeops.prefect_local import TemporaryServer, embedded_defaults
+
+        config = load_params(params)
+        embedded_defaults()
+        if not os.environ.get("PREFECT_API_URL"):
+            with TemporaryServer() as prefect_api:  # its start-up creates and migrates the database
+                prefect_api.wait_ready()
+            typer.echo(f"init: Prefect database in {os.environ['PREFECT_HOME']}")
+        if (os.environ.get("MLFLOW_TRACKING_URI") or config.mlflow.tracking_uri).startswith("sqlite:"):
+            registry.connect(config.mlflow, Path.cwd())
+            typer.echo(
+                f"init: MLflow store {config.mlflow.tracking_uri}, experiment {config.mlflow.experiment}"
+            )
 
     run_main(main)
 
@@ -197,7 +215,9 @@ def serve(
     """Serve the pipeline as a Prefect deployment that runs on a cron schedule (blocks; Ctrl-C stops)."""
 
     def main() -> None:
-        _prefect_defaults()
+        from edgeops.prefect_local import embedded_defaults
+
+        embedded_defaults()
         from prefect.client.schemas.schedules import CronSchedule
         from pydantic import ValidationError
 

@@ -54,11 +54,15 @@ def _record_timing() -> None:
     imports included): the rest of the flow's wall time is orchestration overhead."""
     path, stage = os.environ.get("EDGEOPS_TIMINGS"), os.environ.get("EDGEOPS_STAGE")
     if path and stage:
-        import psutil
-
-        seconds = time.time() - psutil.Process().create_time()
         with open(path, "a") as f:
-            f.write(json.dumps({"stage": stage, "seconds": seconds}) + "\n")
+            f.write(json.dumps({"stage": stage, "seconds": process_seconds()}) + "\n")
+
+
+def process_seconds() -> float:
+    """Wall time since this process started (what a stopwatch around the command would show so far)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
 
 
 def git_commit() -> str | None:

@@ -75,7 +75,7 @@ def test_speedups_accept_the_bare_int8_name_and_missing_values(bench: ModuleType
 def test_targets_speedup_and_pipeline_overhead(bench: ModuleType) -> None:
     ratios = bench.speedups(_rows(bench))
     timing = {
-        "flow_wall_seconds": 100.0,
+        "wall_seconds": 100.0,
         "work_seconds": 90.0,
         "overhead_fraction": 0.1,
         "stages_run": ["train"],

@@ -1,0 +1,88 @@
+"""The flow's DVC worker runs real DVC stages in one process and reports each stage's output and result."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgeops.dvc_worker import FAILED, DvcWorker
+from edgeops.errors import EdgeopsError
+from edgeops.prefect_local import TemporaryServer
+from tests.unit.edge_helpers import free_port
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = {
+    "a": {
+        "cmd": "python -c \"import os; print('hello from a'); open('a.txt', 'w').write(os.environ['EDGEOPS_STAGE'])\"",
+        "outs": ["a.txt"],
+    },
+    "b": {"cmd": "python -c \"import sys; print('error: bad input', file=sys.stderr); sys.exit(2)\""},
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": STAGES}))
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def test_stages_run_in_one_worker_with_their_output_and_exit_codes(project: Path) -> None:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    with DvcWorker(project, env) as worker:
+        lines: list[str] = []
+        assert worker.reproduce("a", lines.append) == 0
+        assert "hello from a" in lines and any("Running stage 'a'" in line for line in lines)
+        assert (project / "a.txt").read_text() == "a"  # the stage knows its name (for its timing)
+        assert "a:" in (project / "dvc.lock").read_text()
+        first = worker.proc
+        assert first is not None
+
+        again: list[str] = []
+        assert worker.reproduce("a", again.append) == 0
+        assert "hello from a" not in again  # up to date: DVC skipped it
+        assert worker.proc is first  # same process: DVC is imported once
+
+        failed: list[str] = []
+        assert worker.reproduce("b", failed.append) == FAILED
+        assert "error: bad input" in failed
+        assert any(line.startswith("ERROR: ") and "'b'" in line for line in failed), failed
+
+        first.kill()  # a dead worker is replaced on the next stage
+        first.wait()
+        (project / "a.txt").unlink()
+        assert worker.reproduce("a", lambda line: None) == 0
+        assert worker.proc is not first and (project / "a.txt").exists()
+    assert worker.proc is None
+
+
+def test_unreachable_prefect_api_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{free_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    server = TemporaryServer().start()  # the user's server: nothing is started
+    assert server.proc is None
+    with pytest.raises(EdgeopsError, match="not reachable.*unset PREFECT_API_URL"):
+        server.wait_ready(seconds=0.5)
+    server.stop()
+    assert os.environ["PREFECT_API_URL"] == url  # the user's setting is left alone
+
+
+def test_run_against_an_unreachable_prefect_server_fails_in_one_line(project: Path) -> None:
+    (project / "params.yaml").write_text("seed: 0\n")
+    shutil.copytree(ROOT / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "EDGEOPS_DEBUG"}
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
+    result = subprocess.run(
+        [str(BIN / "edgeops"), "run"], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith("error: the Prefect API at PREFECT_API_URL=")
+    assert "Traceback" not in result.stderr and not (project / "a.txt").exists()
