@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from edgeops.config import PARAMS_FILE, Params, load_params
-from edgeops.errors import EdgeopsError
+from edgeops.console import run_main
 
 models_app = typer.Typer(
     help="Registered model versions: metrics, lineage, aliases, promotion history.", no_args_is_help=True
@@ -20,14 +20,6 @@ models_app = typer.Typer(
 T = TypeVar("T")
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml (tracking URI, gates, targets)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-
-
-def _run(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except EdgeopsError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _params(path: Path) -> Params:
@@ -69,7 +61,7 @@ def _registry(params: Params, fn: Callable[[], T]) -> T:
         with registry_errors(params.mlflow.tracking_uri):
             return fn()
 
-    return _run(call)
+    return run_main(call)
 
 
 def _fmt(value: Any) -> str:
@@ -136,7 +128,7 @@ def list_cmd(params: ParamsOpt = Path(PARAMS_FILE), as_json: JsonOpt = False) ->
     """All registered versions with metrics, precision, dataset, source run and aliases."""
     from edgeops.promotion import list_versions
 
-    p = _run(lambda: _params(params))
+    p = run_main(lambda: _params(params))
     rows = _registry(p, lambda: list_versions(_client(p)))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -156,7 +148,7 @@ def show_cmd(
     """A model's versions, or one version with all tags and its promotion history."""
     from edgeops.promotion import list_versions, show_version
 
-    p = _run(lambda: _params(params))
+    p = run_main(lambda: _params(params))
     client = _registry(p, lambda: _client(p))
     if version is None:
         rows = _registry(p, lambda: list_versions(client, name))
@@ -209,7 +201,7 @@ def history_cmd(
     """Every promotion and rollback of a model, oldest first."""
     from edgeops.promotion import history
 
-    p = _run(lambda: _params(params))
+    p = run_main(lambda: _params(params))
     events = _registry(p, lambda: history(_client(p), name))
     if as_json:
         typer.echo(json.dumps(events, indent=2))
@@ -241,7 +233,7 @@ def promote_command(
     from edgeops.promotion import promote
     from edgeops.promotion import rollback as do_rollback
 
-    p = _run(lambda: _params(params))
+    p = run_main(lambda: _params(params))
     if rollback is not None:
         if version is not None or to is not None:
             typer.echo("--rollback STAGE takes no --version/--to: it restores the previous version", err=True)

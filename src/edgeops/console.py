@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, TypeVar
+
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -22,20 +24,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
-def run_main(main: Callable[[], object], fast_exit: bool = False) -> None:
-    """Run a stage or command; user errors print one line and exit 2, bugs exit 1.
+def run_main(main: Callable[[], T], fast_exit: bool = False) -> T:
+    """Run a stage or command and return its result; user errors print one line and exit 2, bugs exit 1.
 
     EDGEOPS_DEBUG=1 shows the traceback. fast_exit: after a successful stage whose outputs are all
     written and closed, skip the interpreter's teardown (torch/NNCF/OpenVINO take 1-1.5 s to unload)."""
     from edgeops.errors import EdgeopsError
 
     try:
-        main()
+        result = main()
         _record_timing()
         if fast_exit:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
+        return result
     except EdgeopsError as e:
         if os.environ.get("EDGEOPS_DEBUG"):
             raise

@@ -72,7 +72,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 def make_project(root: Path, data: Path) -> Path:
     """A copy of the project's pipeline (dvc.yaml, tasks, flows) with small settings, in its own git repo."""
     root.mkdir(parents=True)
-    shutil.copy(ROOT / "dvc.yaml", root)
+    for name in ("dvc.yaml", ".gitignore"):  # our .gitignore too: `dvc exp` must see what git tracks
+        shutil.copy(ROOT / name, root)
     for pkg in ("tasks", "flows", "src"):
         shutil.copytree(ROOT / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -265,7 +266,14 @@ def test_dvc_experiment_sweep_reruns_one_variant_and_logs_to_mlflow(pipeline_run
         text=True,
         check=True,
     )
-    assert "sparse30" in show.stdout
+    experiments = {
+        exp_rev["name"]: exp_rev["data"]
+        for baseline in json.loads(show.stdout)
+        for experiment in baseline.get("experiments") or []
+        for exp_rev in experiment["revs"]
+    }
+    recorded = experiments["sparse30"]["metrics"]["metrics/variants/prune_int8.json"]["data"]
+    assert abs(recorded["compression"]["sparsity"] - 0.3) < 0.02  # the experiment's own metrics
     sparsity = json.loads((project / "metrics/variants/prune_int8.json").read_text())["compression"][
         "sparsity"
     ]

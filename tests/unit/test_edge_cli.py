@@ -68,3 +68,26 @@ def test_tampered_sync_exits_nonzero_naming_the_file(tmp_path: Path) -> None:
     code, _, err = _invoke("sync", "--target", uri, "--model", "clf", "--dir", d)
     assert code == 2 and "model.bin" in err and "current model kept" in err
     assert json.loads(_invoke("status", "--dir", d, "--json")[1])["version"] == "1"
+
+
+def test_watch_reports_any_failing_poll_and_keeps_polling(capsys) -> None:
+    from edgeops.edge import agent
+    from edgeops.edge.cli import _watch
+    from edgeops.errors import EdgeopsError
+
+    outcomes: list[Exception | agent.SyncResult] = [
+        EdgeopsError("target unreachable"),
+        ConnectionResetError("peer reset"),  # not ours: must not kill the watcher either
+        agent.SyncResult(changed=True, version="3", previous="2", message="installed version 3"),
+    ]
+
+    def step() -> agent.SyncResult:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    _watch(step, every=0.01, max_polls=3)
+    captured = capsys.readouterr()
+    assert "target unreachable" in captured.err and "ConnectionResetError: peer reset" in captured.err
+    assert "installed version 3" in captured.out and not outcomes

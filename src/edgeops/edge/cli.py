@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
+from edgeops.console import run_main
 from edgeops.edge import agent
 from edgeops.edge.targets import open_target
 from edgeops.errors import EdgeopsError
@@ -21,17 +22,7 @@ edge_app = typer.Typer(
     help="Edge agent: sync a promoted model, verify it, serve it, roll back.", no_args_is_help=True
 )
 
-T = TypeVar("T")
 DirOpt = Annotated[Path, typer.Option("--dir", help="agent folder (holds versions/, current, previous)")]
-
-
-def _run(fn: Callable[[], T]) -> T:
-    """User errors: one line on stderr, exit code 2, no traceback."""
-    try:
-        return fn()
-    except EdgeopsError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
 
 
 @edge_app.command()
@@ -51,9 +42,9 @@ def sync(
     ] = None,
 ) -> None:
     """Fetch the version the channel pointer names, verify every sha256, switch atomically."""
-    store = _run(lambda: open_target(target, endpoint_url, region))
+    store = run_main(lambda: open_target(target, endpoint_url, region))
     if watch is None:
-        result = _run(lambda: agent.sync(store, model, channel, dir, force=force))
+        result = run_main(lambda: agent.sync(store, model, channel, dir, force=force))
         typer.echo(result.message)
         return
     _watch(lambda: agent.sync(store, model, channel, dir, force=force), watch, max_polls)
@@ -77,6 +68,8 @@ def _watch(step: Callable[[], agent.SyncResult], every: float, max_polls: int | 
                 typer.echo(result.message)
         except EdgeopsError as e:
             typer.echo(f"sync failed (will retry in {every:g}s): {e}", err=True)
+        except Exception as e:  # anything else (a library's own error) must not stop the watcher either
+            typer.echo(f"sync failed (will retry in {every:g}s): {type(e).__name__}: {e}", err=True)
         if max_polls is not None and polls >= max_polls:
             break
         deadline = time.monotonic() + every
@@ -87,7 +80,7 @@ def _watch(step: Callable[[], agent.SyncResult], every: float, max_polls: int | 
 @edge_app.command()
 def rollback(dir: DirOpt) -> None:
     """Switch back to the previous version (the current one is held: --watch won't re-install it)."""
-    was, now = _run(lambda: agent.rollback(dir))
+    was, now = run_main(lambda: agent.rollback(dir))
     typer.echo(f"rolled back: v{was} → v{now}")
 
 
@@ -97,7 +90,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Version on the device and its lineage: source run, dataset fingerprint, git commit."""
-    info = _run(lambda: agent.status(dir))
+    info = run_main(lambda: agent.status(dir))
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -130,7 +123,7 @@ def serve(
     """HTTP: POST /predict (image upload), GET /health, GET /model; picks up synced models live."""
     from edgeops.edge.server import serve as run_server
 
-    _run(lambda: run_server(dir, host=host, port=port))
+    run_main(lambda: run_server(dir, host=host, port=port))
 
 
 @edge_app.command()
@@ -140,7 +133,7 @@ def predict(
     top_k: Annotated[int, typer.Option(help="labels per image")] = 3,
 ) -> None:
     """Classify images with the current model; one JSON line per image (exit 2 if any failed)."""
-    model = _run(lambda: agent.load_current(dir))
+    model = run_main(lambda: agent.load_current(dir))
     failed = 0
     for path in images:
         try:
