@@ -102,6 +102,8 @@ def run(
             )
         embedded_defaults()
         with TemporaryServer() as prefect_api:  # starts while Prefect is being imported
+            where = "a temporary local server" if prefect_api.proc else "PREFECT_API_URL"
+            typer.echo(f"run: the dvc.yaml stages as a Prefect flow ({where}: {prefect_api.url})")
             from flows.pipeline import run_pipeline
 
             timing = run_pipeline(prefect_api)
