@@ -66,7 +66,8 @@ class TemporaryServer:
         )
         self.url = f"http://127.0.0.1:{port}/api"
         os.environ["PREFECT_API_URL"] = self.url  # read by Prefect when it is imported after this
-        os.environ.setdefault("PREFECT_UI_URL", "")  # no "View at" link: this server has no UI and ends with us
+        # no "View at" link in the logs: this server has no UI and stops with the command
+        os.environ.setdefault("PREFECT_UI_URL", "")
         return self
 
     def wait_ready(self, seconds: float | None = None) -> None:
