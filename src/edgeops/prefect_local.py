@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +49,14 @@ def _flush_prefect_logs() -> None:
             worker.drain_all(timeout=5)
 
 
+def _own_session_dying_with_parent() -> None:
+    os.setsid()
+    if sys.platform == "linux":  # PR_SET_PDEATHSIG: SIGTERM if edgeops itself is killed
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
 class TemporaryServer:
     """A Prefect API server on loopback for the length of one command (nothing to do if the user has one)."""
 
@@ -63,6 +72,8 @@ class TemporaryServer:
             [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
             + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
             env={**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"},
+            # Ctrl-C must not kill the server before the flow has reported its end to it; it stops with us
+            preexec_fn=_own_session_dying_with_parent,
         )
         self.url = f"http://127.0.0.1:{port}/api"
         os.environ["PREFECT_API_URL"] = self.url  # read by Prefect when it is imported after this
