@@ -154,18 +154,59 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
     return ImageFolder(root, classes, samples, _ignored_notes(hidden, empty, skipped))
 
 
+# JPEGs are decoded at a reduced DCT scale that keeps at least this many times the target size: a
+# 6000x4000 photo decodes ~4x faster, and the result differs from a full decode by < 1 level on average.
+JPEG_DRAFT_FACTOR = 4
+_WIDE_GRAY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """PIL's convert("RGB"), except for 16/32-bit grayscale whose values go above 255.
+
+    convert() clips those at 255 (a 16-bit PNG turns almost all white), so they are scaled to
+    8 bits first (x / 257: 65535 -> 255). 16-bit images with values <= 255 convert as PIL does."""
+    if img.mode in _WIDE_GRAY_MODES:
+        values = np.asarray(img)
+        if values.size and int(values.max()) > 255:
+            scaled = np.clip(np.rint(values.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+            return Image.fromarray(scaled, "L").convert("RGB")
+    return img.convert("RGB")
+
+
 def load_rgb(path: Path, size: int | tuple[int, int]) -> np.ndarray:
     """Decode to RGB u8 HxWx3, resized (bilinear) to size (an int: square; or (width, height)).
 
-    The same steps as an edge app: PIL convert("RGB") then resize with BILINEAR."""
+    The same steps as an edge app: PIL convert("RGB") then resize with BILINEAR (see to_rgb for
+    16-bit grayscale; large JPEGs are decoded at a reduced scale, JPEG_DRAFT_FACTOR)."""
     width, height = (size, size) if isinstance(size, int) else size
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
+        try:
+            img = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ValueError(f"too large to decode safely ({str(e).split(', could be')[0]})") from None
+        with img:
             if img.width * img.height > MAX_PIXELS:
                 raise ValueError(f"{img.width}x{img.height} is larger than {MAX_PIXELS} pixels")
-            rgb = img.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+            if img.format == "JPEG":
+                img.draft(None, (width * JPEG_DRAFT_FACTOR, height * JPEG_DRAFT_FACTOR))
+            rgb = to_rgb(img).resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
+
+
+def unreadable_reason(path: Path, error: Exception) -> str:
+    """A short reason for an image that cannot be decoded (without repeating its path)."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+    except OSError as e:
+        return f"cannot read it ({e.strerror})"
+    if isinstance(error, UnidentifiedImageError):
+        return "not a readable image: corrupt, or another format under an image extension"
+    message = (str(error).strip().splitlines() or [""])[0].replace(str(path), "").replace("''", "").strip()
+    if isinstance(error, ValueError) and message:  # raised by load_rgb with its own wording
+        return message[:120]
+    return f"{type(error).__name__}: {message[:100]}" if message else type(error).__name__
 
 
 def load_images(
@@ -178,16 +219,11 @@ def load_images(
     out = np.empty((len(samples), size, size, 3), dtype=np.uint8)
     bad: list[str] = []
     for i, sample in enumerate(samples):
+        path = folder.root / sample.path
         try:
-            out[i] = load_rgb(folder.root / sample.path, size)
-        except (
-            OSError,
-            UnidentifiedImageError,
-            ValueError,
-            SyntaxError,
-            Image.DecompressionBombWarning,
-        ) as e:
-            bad.append(f"{folder.root / sample.path} ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+            out[i] = load_rgb(path, size)
+        except Exception as e:  # any failure to decode a user's file is that file's problem: report it
+            bad.append(f"{printable(path)} ({unreadable_reason(path, e)})")
         if progress and (i + 1) % 500 == 0:
             progress(i + 1, len(samples))
     if bad:
