@@ -209,14 +209,14 @@ def unreadable_reason(path: Path, error: Exception) -> str:
     return f"{type(error).__name__}: {message[:100]}" if message else type(error).__name__
 
 
-def load_images(
+def decode_samples(
     folder: ImageFolder,
     samples: list[Sample],
     size: int,
     progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Decode all samples; reports every unreadable file by path in one error."""
-    out = np.empty((len(samples), size, size, 3), dtype=np.uint8)
+) -> tuple[np.ndarray, list[str]]:
+    """Decode all samples: the images (unreadable ones left black) and a "path (reason)" per unreadable file."""
+    out = np.zeros((len(samples), size, size, 3), dtype=np.uint8)
     bad: list[str] = []
     for i, sample in enumerate(samples):
         path = folder.root / sample.path
@@ -226,10 +226,26 @@ def load_images(
             bad.append(f"{printable(path)} ({unreadable_reason(path, e)})")
         if progress and (i + 1) % 500 == 0:
             progress(i + 1, len(samples))
+    return out, bad
+
+
+def unreadable_error(bad: list[str]) -> EdgeopsError:
+    """One line naming the unreadable files (the first five, and how many more)."""
+    shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return EdgeopsError(f"{len(bad)} unreadable image(s): {shown}. Fix or delete them and rerun")
+
+
+def load_images(
+    folder: ImageFolder,
+    samples: list[Sample],
+    size: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Decode all samples; reports every unreadable file by path in one error."""
+    images, bad = decode_samples(folder, samples, size, progress)
     if bad:
-        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise EdgeopsError(f"{len(bad)} unreadable image(s): {shown}. Fix or delete them and rerun")
-    return out
+        raise unreadable_error(bad)
+    return images
 
 
 def fingerprint(folder: ImageFolder) -> str:

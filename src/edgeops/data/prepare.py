@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeops.config import DataConfig
-from edgeops.data.imagefolder import fingerprint, load_images, scan_image_folder
+from edgeops.data.imagefolder import decode_samples, fingerprint, scan_image_folder, unreadable_error
 from edgeops.data.split import SPLITS, stratified_split
 from edgeops.errors import EdgeopsError
 
@@ -30,6 +30,8 @@ def prepare_dataset(
     """Write manifest.json and one .npz per split to out_dir, atomically (all or nothing)."""
     folder = scan_image_folder(data.path)
     log(f"prepare: {len(folder.samples)} images in {len(folder.classes)} classes under {folder.root}")
+    if folder.ignored:
+        log(f"prepare: ignored {'; '.join(folder.ignored)}")
     splits = stratified_split(folder, data.split, seed, data.min_images_per_class)
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
@@ -46,17 +48,24 @@ def prepare_dataset(
             "counts": {},
             "splits": {},
         }
+        bad: list[str] = []  # unreadable files of all splits, reported together at the end
         for name in SPLITS:
             samples = [folder.samples[i] for i in splits[name]]
 
             def progress(done: int, total: int, split: str = name) -> None:
                 log(f"prepare: {split} {done}/{total} decoded")
 
-            images = load_images(folder, samples, data.image_size, progress)
+            images, unreadable = decode_samples(folder, samples, data.image_size, progress)
+            bad += unreadable
+            if bad:
+                continue  # keep decoding to name every bad file; nothing more gets written
             labels = np.array([s.label for s in samples], dtype=np.int64)
             np.savez(tmp / f"{name}.npz", images=images, labels=labels)
             manifest["counts"][name] = len(samples)
             manifest["splits"][name] = [[s.path.as_posix(), s.label] for s in samples]
+            del images
+        if bad:
+            raise unreadable_error(bad)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
