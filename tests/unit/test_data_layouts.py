@@ -47,16 +47,23 @@ def test_nested_images_belong_to_the_top_level_class(tmp_path):
     assert labels["a/deeper/deepest/x/000.png"] == 0 and len(labels) == 10
 
 
-def test_symlinks_to_images_are_followed_and_broken_ones_skipped(tmp_path):
+def test_symlinks_to_images_and_folders_are_followed_without_looping(tmp_path):
     write_image_folder(tmp_path, {"a": 5, "b": 5})
     os.symlink(tmp_path / "a" / "000.png", tmp_path / "b" / "link.png")
-    os.symlink(tmp_path / "nowhere.png", tmp_path / "b" / "dangling.png")
     os.symlink(tmp_path / "a", tmp_path / "a" / "loop")  # a folder loop must not recurse forever
     folder = scan_image_folder(tmp_path)
     paths = sorted(s.path.as_posix() for s in folder.samples)
-    assert "b/link.png" in paths and "b/dangling.png" not in paths
-    assert len(paths) == 11
-    assert "1 broken symlink file(s)" in folder.ignored
+    assert "b/link.png" in paths and len(paths) == 11
+
+
+@pytest.mark.parametrize("where", ["b/dangling.png", ".cache/dangling", "notes.txt"])
+def test_a_broken_symlink_anywhere_is_refused_by_path(tmp_path, where):
+    write_image_folder(tmp_path, {"a": 5, "b": 5})
+    (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(tmp_path / "nowhere.png", tmp_path / where)
+    with pytest.raises(EdgeopsError, match="1 broken symlink") as e:
+        scan_image_folder(tmp_path)
+    assert str(tmp_path / where) in str(e.value)
 
 
 def test_images_without_class_folders_say_so(tmp_path):

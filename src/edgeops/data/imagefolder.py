@@ -61,8 +61,6 @@ def _class_images(class_dir: Path, skipped: Counter[str]) -> list[Path]:
     for path in sorted(class_dir.rglob("*")):
         if is_hidden(path.relative_to(class_dir)):
             skipped["hidden"] += path.is_file()
-        elif path.is_symlink() and not path.exists():
-            skipped["broken symlink"] += 1
         elif path.is_file():
             suffix = path.suffix.lower()
             if suffix in IMAGE_SUFFIXES:
@@ -78,14 +76,24 @@ def _ignored_notes(hidden_dirs: list[str], empty_dirs: list[str], skipped: Count
         notes.append(f"hidden folder(s) {', '.join(hidden_dirs)}")
     if empty_dirs:
         notes.append(f"folder(s) without images {', '.join(empty_dirs)}")
-    for kind in ("hidden", "broken symlink"):
-        if skipped[kind]:
-            notes.append(f"{skipped[kind]} {kind} file(s)")
-    others = sorted((k, n) for k, n in skipped.items() if n and k not in ("hidden", "broken symlink"))
+    if skipped["hidden"]:
+        notes.append(f"{skipped['hidden']} hidden file(s)")
+    others = sorted((k, n) for k, n in skipped.items() if n and k != "hidden")
     if others:
         listed = ", ".join(f"{k} ({n})" for k, n in others)
         notes.append(f"{sum(n for _, n in others)} non-image file(s): {listed}")
     return tuple(notes)
+
+
+def _check_no_broken_symlinks(root: Path) -> None:
+    """DVC hashes every file under data.path (hidden and non-image ones too) and stops on a dangling link."""
+    broken = [printable(p) for p in root.rglob("*") if p.is_symlink() and not p.exists()]
+    if broken:
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        raise EdgeopsError(
+            f"{len(broken)} broken symlink(s) in the dataset: {', '.join(broken[:3])}{more}: "
+            "fix or delete them (DVC cannot hash the folder)"
+        )
 
 
 def _check_utf8_names(root: Path, samples: list[Sample]) -> None:
@@ -112,7 +120,7 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
     """List classes (sorted sub-folder names) and their images.
 
     Ignores, and notes in `ignored`: hidden files and folders (names starting with '.'), non-image
-    files, broken symlinks, folders without images."""
+    files, folders without images. Refuses broken symlinks anywhere under root."""
     root = Path(root)
     if not root.exists():
         raise EdgeopsError(f"dataset folder {root} does not exist: set data.path in params.yaml or --data")
@@ -127,6 +135,7 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
             f"dataset folder {root} {found}no class sub-folders: "
             "put each class's images in a sub-folder named after the class"
         )
+    _check_no_broken_symlinks(root)
     classes: list[str] = []
     samples: list[Sample] = []
     skipped: Counter[str] = Counter()
