@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -64,10 +65,16 @@ def variant_metrics(result: dict, fp32_accuracy: float) -> dict[str, float]:
     for key, value in result.get("compression", {}).items():
         if isinstance(value, (bool, int | float)):
             metrics[f"compression.{key}"] = float(value)
-    for label, acc in result["per_class_accuracy"].items():
+    for i, (label, acc) in enumerate(result["per_class_accuracy"].items()):
         if acc is not None:
-            metrics[f"per_class_accuracy.{label}"] = acc
+            key = f"per_class_accuracy.{metric_safe(label)}"
+            metrics[key if key not in metrics else f"{key}_{i}"] = acc
     return metrics
+
+
+def metric_safe(label: str) -> str:
+    """A class name as MLflow accepts it in a metric key (letters, digits, _ - . space : / only)."""
+    return re.sub(r"[^\w\-. :/]", "_", label)[:200] or "_"
 
 
 def register_version(name: str, run: Any, tags: dict[str, str], description: str) -> str:
