@@ -90,16 +90,22 @@ def run(
 
     def main() -> None:
         from edgeops.config import load_params
+        from edgeops.data.imagefolder import scan_image_folder
+        from edgeops.paths import DEMO_DATA
         from edgeops.prefect_local import TemporaryServer, embedded_defaults
 
-        if data is not None:
-            set_data_path(params, data)
-            typer.echo(f"params.yaml: data.path = {data}")
-        load_params(params)
+        config = load_params(params)
+        data_path = data if data is not None else Path(config.data.path)
+        if data_path != DEMO_DATA:  # the demo stage makes the demo data
+            # DVC hashes the folder before prepare runs: fail on a broken layout now, in our words
+            scan_image_folder(data_path)
         if not (Path("dvc.yaml").is_file() and Path("flows/pipeline.py").is_file()):
             raise EdgeopsError(
                 f"{Path.cwd()} is not an edgeops project (no dvc.yaml and flows/): cd into your edgeops clone"
             )
+        if data is not None:
+            set_data_path(params, data)
+            typer.echo(f"params.yaml: data.path = {data}")
         embedded_defaults()
         with TemporaryServer() as prefect_api:  # starts while Prefect is being imported
             where = "a temporary local server" if prefect_api.proc else "PREFECT_API_URL"
@@ -152,18 +158,29 @@ def summary() -> None:
 @app.command("validate-data")
 def validate_data(
     path: Path = typer.Argument(..., help="ImageFolder to check"),
-    image_size: int = typer.Option(32, help="decode and resize to this size, as prepare does"),
+    params: Path = typer.Option(
+        Path("params.yaml"), help="pipeline parameters (split, sizes); defaults if absent"
+    ),
+    image_size: int | None = typer.Option(
+        None, help="decode and resize to this size (default: data.image_size)"
+    ),
 ) -> None:
-    """Check a dataset the way the prepare stage will, without running the pipeline."""
+    """Check a dataset the way the prepare stage will (layout, class sizes, every image), without running it."""
 
     def main() -> None:
+        from edgeops.config import Params, load_params
         from edgeops.data.imagefolder import load_images, scan_image_folder
+        from edgeops.data.split import stratified_split
 
+        config = load_params(params) if params.exists() else Params()
         folder = scan_image_folder(path)
-        load_images(folder, folder.samples, image_size)
+        stratified_split(folder, config.data.split, config.seed, config.data.min_images_per_class)
+        load_images(folder, folder.samples, image_size or config.data.image_size)
         counts: dict[str, int] = {}
         for s in folder.samples:
             counts[folder.classes[s.label]] = counts.get(folder.classes[s.label], 0) + 1
+        if folder.ignored:
+            typer.echo(f"ignored: {'; '.join(folder.ignored)}")
         typer.echo(f"ok: {len(folder.samples)} images, {len(folder.classes)} classes: {counts}")
 
     run_main(main)

@@ -65,17 +65,17 @@ def test_run_with_missing_data_folder(tmp_path):
     (tmp_path / "params.yaml").write_text("seed: 0\n")
     result = run_cli("run", "--data", str(tmp_path / "missing"), cwd=tmp_path)
     assert result.returncode == 2
-    assert "is not a folder" in result.stderr
+    assert "missing does not exist" in result.stderr
     assert (tmp_path / "params.yaml").read_text() == "seed: 0\n"  # not rewritten on a bad --data
 
 
 def test_validate_data_reports_counts(tmp_path):
     from tests.helpers import write_image_folder
 
-    write_image_folder(tmp_path, {"a": 3, "b": 4})
+    write_image_folder(tmp_path, {"a": 5, "b": 6})
     result = run_cli("validate-data", str(tmp_path))
     assert result.returncode == 0
-    assert "7 images, 2 classes" in result.stdout
+    assert "11 images, 2 classes" in result.stdout
 
 
 def test_predict_on_a_non_image_is_a_clear_error(tmp_path):
@@ -98,3 +98,24 @@ def test_predict_on_a_non_image_is_a_clear_error(tmp_path):
     assert ok.returncode == 0, ok.stderr
     labels = [part.split()[0] for part in ok.stdout.split(": ", 1)[1].split(", ")]
     assert sorted(labels) == ["a", "b"]
+
+
+def test_run_refuses_a_dataset_with_a_broken_symlink_before_anything_starts(tmp_path):
+    from tests.helpers import write_image_folder
+
+    write_image_folder(tmp_path / "data", {"a": 3, "b": 3})
+    (tmp_path / "data" / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    result = run_cli("run", "--data", str(tmp_path / "data"), cwd=tmp_path)
+    assert result.returncode == 2 and "broken symlink" in result.stderr and "gone.png" in result.stderr
+    assert (tmp_path / "params.yaml").read_text() == "seed: 0\n"
+    assert not (tmp_path / ".prefect").exists()  # failed before Prefect started
+
+
+def test_validate_data_applies_the_params_class_size_rule(tmp_path):
+    from tests.helpers import write_image_folder
+
+    write_image_folder(tmp_path / "data", {"a": 3, "b": 8})
+    (tmp_path / "params.yaml").write_text("data:\n  min_images_per_class: 5\n")
+    result = run_cli("validate-data", str(tmp_path / "data"), "--params", str(tmp_path / "params.yaml"))
+    assert result.returncode == 2 and "a (3)" in result.stderr and "min_images_per_class" in result.stderr
