@@ -15,7 +15,6 @@ from PIL import Image, UnidentifiedImageError
 from edgeops.errors import EdgeopsError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
-# Larger images are refused rather than decoded: a 100-megapixel file is a mistake or an attack.
 
 
 @dataclass(frozen=True)
