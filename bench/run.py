@@ -225,7 +225,7 @@ def verdict(target_rows: dict[str, dict], ratios: dict[str, dict[str, float | No
         stages = overhead.get("stages_run") or []
         ran = ", ".join(stages) if 0 < len(stages) <= 3 else str(len(stages))
         lines.append(
-            f"pipeline overhead: {overhead['measured']:.1%} of {overhead['wall_seconds']:.1f} s wall "
+            f"pipeline overhead: {overhead['measured']:.1%} of {overhead['wall_seconds']:.1f} s edgeops-run wall "
             f"time, {overhead.get('work_seconds') or 0:.1f} s stage work (target <= {overhead['target']:.0%}): "
             f"{status}; stages that did work: {ran}"
         )
