@@ -26,6 +26,16 @@ from edgeops.errors import EdgeopsError
 DEFAULT_S3_ATTEMPTS = 5
 
 
+def _file_mode() -> int:
+    """0666 minus the process umask: what a plain open() would create."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 class TargetError(EdgeopsError):
     """A target operation failed (unreachable, denied, ...)."""
 
@@ -110,6 +120,7 @@ class FileStore(Store):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
+            os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600: devices may read the folder as another user
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -238,6 +249,11 @@ class S3Store(Store):
                     f"{action} {self.describe(key)} denied ({code}): check AWS credentials in the environment"
                 )
             return TargetError(f"{action} {self.describe(key)} failed: {code or status}")
+        if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            return TargetError(
+                f"{action} {self.describe(key)} failed: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the environment)"
+            )
         # connection refused, DNS, timeouts: botocore already retried with backoff
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         return TargetError(
@@ -277,13 +293,22 @@ class S3Store(Store):
             raise self._fail("download of", key, e) from None
 
     def download(self, key: str, dest: Path) -> None:
+        """Stream `key` into `dest`. A local write error (disk full, read-only) stays an OSError:
+        it is the device's problem, not the store's, and must not read as "unreachable"."""
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            with open(dest, "wb") as fh:
-                for chunk in resp["Body"].iter_chunks(1 << 20):
-                    fh.write(chunk)
+            chunks = resp["Body"].iter_chunks(1 << 20)
         except Exception as e:
             raise self._fail("download of", key, e) from None
+        with open(dest, "wb") as fh:
+            while True:
+                try:
+                    chunk = next(chunks, b"")
+                except Exception as e:  # connection dropped / timed out mid-body
+                    raise self._fail("download of", key, e) from None
+                if not chunk:
+                    return
+                fh.write(chunk)
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
