@@ -49,6 +49,10 @@ class IntegrityError(EdgeopsError):
     """A downloaded version failed verification; the current model was kept."""
 
 
+class InferenceError(EdgeopsError):
+    """The model ran but its output is unusable (e.g. NaN/inf logits from corrupt weights)."""
+
+
 class BadImage(EdgeopsError):
     """An input that is not a usable image. `status` is the HTTP status the server answers with."""
 
@@ -166,6 +170,47 @@ def _verify_file(path: Path, name: str, entry: dict[str, Any], where: str) -> No
         )
 
 
+def local_damage(folder: Path) -> str | None:
+    """Why an installed version folder can't be trusted (missing, truncated, tampered file), or None.
+
+    Checks every file against the folder's own manifest.json: sizes, then sha256."""
+    if not folder.is_dir():
+        return f"{folder} is missing"
+    try:
+        files = json.loads((folder / MANIFEST).read_text())["files"]
+        if not isinstance(files, dict) or not all(n in files for n in REQUIRED_FILES):
+            return f"{folder / MANIFEST} is not a valid manifest"
+        for name, entry in files.items():
+            if not (folder / name).is_file():
+                return f"{name} is missing from {folder}"
+            _verify_file(folder / name, name, entry, str(folder))
+    except FileNotFoundError:
+        return f"{folder} has no {MANIFEST}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"{folder / MANIFEST} is not a valid manifest"
+    except IntegrityError as e:
+        return str(e).split(":", 1)[0]  # "model.bin from DIR has N bytes, manifest says M"
+    except OSError as e:
+        return f"cannot read {folder}: {e.strerror or e}"
+    return None
+
+
+def verify_folder(folder: Path) -> None:
+    """Raise IntegrityError unless every file of an installed version matches its manifest."""
+    damage = local_damage(folder)
+    if damage:
+        raise IntegrityError(f"v{folder.name} on disk is damaged: {damage}; not loading it")
+
+
+def disk_error(agent_dir: Path, e: OSError) -> EdgeopsError:
+    """A local write/read failure (disk full, read-only, permissions) as one actionable line."""
+    where = e.filename or agent_dir
+    return EdgeopsError(
+        f"cannot write the agent folder {agent_dir}: {e.strerror or e} ({where}); "
+        "free space or fix permissions and re-run, current model kept"
+    )
+
+
 def _check_loadable(folder: Path) -> None:
     """The last gate before a swap: OpenVINO must read the IR and it must match model.json."""
     import openvino as ov
@@ -189,8 +234,7 @@ def _download_verified(store: Store, pointer: dict[str, Any], model: str, dest: 
     version = check_name("version", str(pointer["version"]))
     base = version_prefix(model, version)
     manifest_bytes = store.get_bytes(base + MANIFEST)
-    expected = pointer.get("manifest_sha256")
-    if expected and sha256_bytes(manifest_bytes) != expected:
+    if sha256_bytes(manifest_bytes) != pointer["manifest_sha256"]:
         raise IntegrityError(
             f"{MANIFEST} of {model} v{version} at {store.describe(base)} does not match the pointer's "
             "sha256: tampered manifest refused, current model kept"
@@ -220,6 +264,13 @@ def _download_verified(store: Store, pointer: dict[str, Any], model: str, dest: 
 def sync(store: Store, model: str, channel: str, agent_dir: Path, *, force: bool = False) -> SyncResult:
     """Install the version the channel pointer names, if it is new. Never breaks the current model."""
     agent_dir = Path(agent_dir)
+    try:
+        return _sync_locked(store, model, channel, agent_dir, force)
+    except OSError as e:  # disk full, read-only folder, permissions: the old model is still in place
+        raise disk_error(agent_dir, e) from None
+
+
+def _sync_locked(store: Store, model: str, channel: str, agent_dir: Path, force: bool) -> SyncResult:
     with _agent_lock(agent_dir):
         pointer = read_pointer(store, model, channel)
         if pointer is None:
@@ -232,7 +283,8 @@ def sync(store: Store, model: str, channel: str, agent_dir: Path, *, force: bool
         state.update({"target": store.uri, "model": model, "channel": channel})
         current = current_version(agent_dir)
         installed_sha = _installed_manifest_sha(agent_dir, version) if current == version else None
-        if not force and installed_sha and pointer.get("manifest_sha256") in (None, installed_sha):
+        damage = local_damage(agent_dir / "versions" / version) if current == version else None
+        if not force and installed_sha == pointer["manifest_sha256"] and damage is None:
             return SyncResult(False, version, previous_version(agent_dir), f"v{version} is current")
         if not force and version in state.get("held", []):
             return SyncResult(
@@ -250,10 +302,11 @@ def sync(store: Store, model: str, channel: str, agent_dir: Path, *, force: bool
         state["held"] = [v for v in state.get("held", []) if v != version]
         _record(agent_dir, state, "sync", version, replaced=current, reused=reused)
         _prune(agent_dir)
+        if current == version and damage and not force:
+            return SyncResult(True, version, previous_version(agent_dir), f"repaired v{version} ({damage})")
         how = "switched to the kept copy of" if reused else "installed"
-        return SyncResult(
-            True, version, current, f"{how} v{version}" + (f" (was v{current})" if current else "")
-        )
+        was = f" (was v{current})" if current and current != version else ""
+        return SyncResult(True, version, current, f"{how} v{version}{was}")
 
 
 def _fetch_and_install(
@@ -278,11 +331,7 @@ def _local_copy_ok(agent_dir: Path, version: str, pointer: dict[str, Any]) -> bo
     expected = pointer.get("manifest_sha256")
     if not expected or not (folder / MANIFEST).is_file() or sha256_file(folder / MANIFEST) != expected:
         return False
-    try:
-        files = json.loads((folder / MANIFEST).read_text())["files"]
-        for name, entry in files.items():
-            _verify_file(folder / name, name, entry, str(folder))
-    except (IntegrityError, OSError, ValueError, KeyError, TypeError):
+    if local_damage(folder) is not None:
         return False
     with contextlib.suppress(OSError):  # record where it came from this time
         (folder / "pointer.json").write_text(json.dumps({**pointer, "synced_at": _now()}, indent=2))
@@ -311,12 +360,25 @@ def _install(agent_dir: Path, incoming: Path, version: str) -> None:
 def rollback(agent_dir: Path) -> tuple[str, str]:
     """Switch back to the previous version; the abandoned one is held so a watcher won't re-install it."""
     agent_dir = Path(agent_dir)
+    try:
+        return _rollback_locked(agent_dir)
+    except OSError as e:
+        raise disk_error(agent_dir, e) from None
+
+
+def _rollback_locked(agent_dir: Path) -> tuple[str, str]:
     with _agent_lock(agent_dir):
         current, previous = current_version(agent_dir), previous_version(agent_dir)
         if not current:
             raise EdgeopsError(f"{agent_dir} has no current model: run `edgeops edge sync` first")
-        if not previous or not (agent_dir / "versions" / previous / "model.xml").is_file():
+        if not previous or not (agent_dir / "versions" / previous).is_dir():
             raise EdgeopsError(f"{agent_dir} has no previous version to roll back to (only v{current})")
+        damage = local_damage(agent_dir / "versions" / previous)
+        if damage:
+            raise EdgeopsError(
+                f"cannot roll back {agent_dir} to v{previous}: {damage}; v{current} kept "
+                "(sync that version again to repair it)"
+            )
         _swap_link(agent_dir, "current", previous)
         _swap_link(agent_dir, "previous", current)
         state = read_state(agent_dir)
@@ -327,11 +389,7 @@ def rollback(agent_dir: Path) -> tuple[str, str]:
 
 def status(agent_dir: Path) -> dict[str, Any]:
     agent_dir = Path(agent_dir)
-    folder = current_dir(agent_dir)
-    if folder is None or not (folder / "model.json").is_file():
-        raise EdgeopsError(
-            f"{agent_dir} has no current model: run `edgeops edge sync --dir {agent_dir}` first"
-        )
+    folder = _current_folder(agent_dir)
     meta = json.loads((folder / "model.json").read_text())
     pointer: dict[str, Any] = {}
     with contextlib.suppress(FileNotFoundError, ValueError):
@@ -424,17 +482,35 @@ class EdgeModel:
     def predict_bytes(
         self, data: bytes, top_k: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> dict[str, Any]:
-        scores = softmax(self.infer(self.preprocess(data, max_pixels)).reshape(-1))
+        logits = self.infer(self.preprocess(data, max_pixels)).reshape(-1)
+        if not np.all(np.isfinite(logits)):
+            raise InferenceError(
+                f"v{self.version} produced non-finite scores (NaN/inf): the model is broken, "
+                "roll back with `edgeops edge rollback`"
+            )
+        scores = softmax(logits)
         order = np.argsort(-scores)[: max(1, top_k)]
         labels = self.labels or [str(i) for i in range(len(scores))]
         top = [{"label": labels[i] if i < len(labels) else str(i), "score": float(scores[i])} for i in order]
         return {"version": self.version, "label": top[0]["label"], "score": top[0]["score"], "top": top}
 
 
-def load_current(agent_dir: Path) -> EdgeModel:
+def _current_folder(agent_dir: Path) -> Path:
     folder = current_dir(Path(agent_dir))
-    if folder is None or not folder.is_dir():
+    if folder is None:
         raise EdgeopsError(
             f"{agent_dir} has no current model: run `edgeops edge sync --dir {agent_dir}` first"
         )
+    if not (folder / "model.json").is_file():
+        raise EdgeopsError(
+            f"{agent_dir}/current names v{folder.name} but {folder} is missing or incomplete: "
+            f"run `edgeops edge sync --dir {agent_dir}` to repair it"
+        )
+    return folder
+
+
+def load_current(agent_dir: Path) -> EdgeModel:
+    """The current version, verified file by file against its manifest before it is compiled."""
+    folder = _current_folder(Path(agent_dir))
+    verify_folder(folder)
     return EdgeModel(folder)

@@ -232,6 +232,24 @@ def read_pointer(store: Store, model: str, channel: str) -> dict[str, Any] | Non
         pointer = json.loads(raw)
     except ValueError:
         raise EdgeopsError(f"{store.describe(pointer_key(model, channel))} is not valid JSON") from None
-    if not isinstance(pointer, dict) or "version" not in pointer:
-        raise EdgeopsError(f"{store.describe(pointer_key(model, channel))} is not an edgeops pointer")
-    return pointer
+    problem = pointer_problem(pointer)
+    if problem:
+        raise EdgeopsError(
+            f"{store.describe(pointer_key(model, channel))} is not a valid edgeops pointer ({problem}): "
+            "re-promote the version to rewrite it"
+        )
+    return dict(pointer)
+
+
+def pointer_problem(pointer: Any) -> str | None:
+    """What makes `pointer` unusable by a device, or None. The manifest sha256 is the chain of trust."""
+    if not isinstance(pointer, dict):
+        return "not a JSON object"
+    version = pointer.get("version")
+    if not isinstance(version, str | int) or isinstance(version, bool):
+        return "no version"
+    if not _NAME.match(str(version)) or ".." in str(version):
+        return f"invalid version {str(version)!r}"
+    if not re.fullmatch(r"[0-9a-f]{64}", str(pointer.get("manifest_sha256", ""))):
+        return "no manifest_sha256"
+    return None

@@ -21,7 +21,16 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from edgeops.edge.agent import DEFAULT_MAX_PIXELS, BadImage, EdgeModel, current_version, status
+from edgeops.edge.agent import (
+    DEFAULT_MAX_PIXELS,
+    BadImage,
+    EdgeModel,
+    InferenceError,
+    current_version,
+    previous_version,
+    status,
+    verify_folder,
+)
 from edgeops.errors import EdgeopsError
 
 log = logging.getLogger("edgeops.edge.server")
@@ -53,11 +62,13 @@ class ModelHolder:
             return False
         with self._lock:
             try:
-                model = EdgeModel(self.agent_dir / "versions" / version)
+                model = self._load(version)
             except Exception as e:  # keep serving the old model; say why once
                 self._failed_version, self._failed_at = version, time.monotonic()
                 self.last_error = f"could not load v{version}: {str(e).splitlines()[0] if str(e) else e}"
                 log.error(self.last_error)
+                if self.model is None:  # e.g. a restart onto a damaged current: serve the previous one
+                    self._fall_back()
                 return False
             self.model = model  # atomic reference swap: in-flight requests keep their own reference
             self.swaps += 1 if live is not None else 0  # the first load is not a swap
@@ -65,6 +76,23 @@ class ModelHolder:
             self.last_error = None
             log.info("serving v%s (was v%s)", version, live)
             return True
+
+    def _load(self, version: str) -> EdgeModel:
+        """Compile a version folder only after its files match its manifest (sha256 of each)."""
+        folder = self.agent_dir / "versions" / version
+        verify_folder(folder)
+        return EdgeModel(folder)
+
+    def _fall_back(self) -> None:
+        previous = previous_version(self.agent_dir)
+        if previous is None or previous == self._failed_version:
+            return
+        try:
+            self.model = self._load(previous)
+        except Exception as e:
+            log.error("could not load the previous version v%s either: %s", previous, e)
+            return
+        log.warning("serving the previous version v%s until the current one loads", previous)
 
 
 def _bad(status_code: int, message: str) -> JSONResponse:
@@ -145,6 +173,11 @@ def create_app(
     @app.exception_handler(BadImage)
     async def _bad_image(_: Request, exc: BadImage) -> JSONResponse:
         return _bad(exc.status, str(exc))
+
+    @app.exception_handler(InferenceError)
+    async def _bad_output(_: Request, exc: InferenceError) -> JSONResponse:
+        log.error("%s", exc)
+        return _bad(500, str(exc))
 
     @app.get("/health")
     def health() -> JSONResponse:
