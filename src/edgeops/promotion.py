@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from edgeops.edge.targets import Store
+
 STAGES = ("staging", "production")
 HISTORY_PREFIX = "edgeops.history."
 LOCK_TIMEOUT_S = float(os.environ.get("EDGEOPS_PROMOTION_LOCK_TIMEOUT", "120"))
@@ -60,6 +62,24 @@ def make_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def registry_failure(tracking_uri: str, e: BaseException) -> str | None:
+    """One actionable line for a registry failure (down, unreachable, refused); None if `e` is not one."""
+    from mlflow.exceptions import MlflowException
+
+    if (
+        not isinstance(e, MlflowException | OSError | ConnectionError)
+        and "requests" not in type(e).__module__
+    ):
+        return None
+    detail = (str(getattr(e, "message", "") or e).splitlines() or [""])[0]
+    if "Connection refused" in detail or "Max retries exceeded" in detail:
+        detail = "connection refused"
+    return (
+        f"MLflow registry at {tracking_uri} failed: {detail[:200]} "
+        "(start the tracking server or fix mlflow.tracking_uri / MLFLOW_TRACKING_URI)"
+    )
+
+
 @contextlib.contextmanager
 def registry_errors(tracking_uri: str) -> Iterator[None]:
     """Anything the registry throws (down, unreachable, refused) becomes one actionable line."""
@@ -68,20 +88,10 @@ def registry_errors(tracking_uri: str) -> Iterator[None]:
     except EdgeopsError:
         raise
     except Exception as e:
-        from mlflow.exceptions import MlflowException
-
-        if (
-            not isinstance(e, MlflowException | OSError | ConnectionError)
-            and "requests" not in type(e).__module__
-        ):
+        message = registry_failure(tracking_uri, e)
+        if message is None:
             raise
-        detail = (str(getattr(e, "message", "") or e).splitlines() or [""])[0]
-        if "Connection refused" in detail or "Max retries exceeded" in detail:
-            detail = "connection refused"
-        raise EdgeopsError(
-            f"MLflow registry at {tracking_uri} failed: {detail[:200]} "
-            "(start the tracking server or fix mlflow.tracking_uri / MLFLOW_TRACKING_URI)"
-        ) from None
+        raise EdgeopsError(message) from None
 
 
 def lock_path(tracking_uri: str) -> Path:
@@ -406,25 +416,79 @@ def _download_model(client: MlflowClient, name: str, version: str, tracking_uri:
     return folder
 
 
+@dataclass
+class PointerUndo:
+    """How to put a target's channel pointer back if the promotion does not complete."""
+
+    store: Store
+    key: str
+    old: bytes | None  # the pointer before this promotion (None: there was none)
+
+
+def _read_old_pointer(store: Store, key: str) -> bytes | None:
+    from edgeops.edge.targets import KeyMissing
+
+    try:
+        return store.get_bytes(key)
+    except KeyMissing:
+        return None
+
+
+def undo_pointers(undo: list[PointerUndo]) -> str:
+    """Put back every pointer this promotion moved; says what it did (or could not do) in a few words."""
+    from edgeops.edge.targets import TargetError
+
+    restored, failed = [], []
+    for u in reversed(undo):
+        try:
+            info = u.store.head(u.key)
+            if u.old is None:
+                u.store.delete(u.key)
+            elif info is not None:
+                u.store.put_bytes(u.key, u.old, if_match=info.etag)  # not if someone moved it meanwhile
+            restored.append(u.store.uri)
+        except TargetError:
+            failed.append(u.store.uri)
+    text = f"pointer put back on {', '.join(restored)}" if restored else ""
+    if failed:
+        text += ("; " if text else "") + f"could NOT put back the pointer on {', '.join(failed)}: re-run"
+    return text
+
+
 def publish_to_targets(
-    client: MlflowClient, tracking_uri: str, name: str, version: str, stage: str, targets: list[Target]
+    client: MlflowClient,
+    tracking_uri: str,
+    name: str,
+    version: str,
+    stage: str,
+    targets: list[Target],
+    undo: list[PointerUndo] | None = None,
 ) -> list[str]:
-    """Publish to every target of the stage; the first failure stops (the registry stays unchanged)."""
+    """Publish to every target of the stage; the first failure stops and puts back the pointers
+    already moved on the earlier targets, so no target is ahead of the (unchanged) registry.
+    `undo` collects how to put back each moved pointer, for a registry failure after this."""
     if not targets:
         return []
-    from edgeops.edge.publish import publish
+    from edgeops.edge.publish import pointer_key, publish
     from edgeops.edge.targets import open_target
 
     done: list[str] = []
+    moved: list[PointerUndo] = [] if undo is None else undo
     with tempfile.TemporaryDirectory(prefix="edgeops-promote-") as tmp:
         folder = _download_model(client, name, version, tracking_uri, Path(tmp))
         for target in targets:
             store = open_target(target.uri, target.endpoint_url, target.region)
+            key = pointer_key(name, stage)
             try:
+                old = _read_old_pointer(store, key)
                 report = publish(folder, store, name, version, stage)
             except EdgeopsError as e:
-                ok = f" (already published to: {', '.join(done)})" if done else ""
+                put_back = undo_pointers(moved)
+                moved.clear()
+                ok = f" ({put_back})" if put_back else ""
                 raise EdgeopsError(f"{e}; registry not changed{ok}: fix the target and re-run") from None
+            if report.pointer_written:
+                moved.append(PointerUndo(store, key, old))
             done.append(report.summary())
     return done
 
@@ -488,15 +552,34 @@ def _apply(
     publish: bool,
 ) -> PromotionResult:
     stage = result.to
+    undo: list[PointerUndo] = []
     if publish:
         result.published = publish_to_targets(
-            client, params.mlflow.tracking_uri, name, result.version, stage, getattr(params.targets, stage)
+            client,
+            params.mlflow.tracking_uri,
+            name,
+            result.version,
+            stage,
+            getattr(params.targets, stage),
+            undo,
         )
     if not result.changed:
         return result
-    _record(client, name, mv, result, reason, actor)  # audit first: a crash after it still leaves a trace
-    client.set_registered_model_alias(name, stage, result.version)
-    _set_stage(client, name, result.version, stage)
+    try:
+        _record(client, name, mv, result, reason, actor)  # audit first: a crash after it leaves a trace
+        client.set_registered_model_alias(name, stage, result.version)
+        _set_stage(client, name, result.version, stage)
+    except Exception as e:  # registry down / restarting after the targets moved: move them back
+        message = registry_failure(params.mlflow.tracking_uri, e)
+        if message is None and not isinstance(e, EdgeopsError):
+            undo_pointers(undo)
+            raise
+        put_back = undo_pointers(undo)
+        raise EdgeopsError(
+            f"{message or e}; promotion of v{result.version} to {stage} not completed"
+            + (f" ({put_back})" if put_back else "")
+            + ": re-run it once the registry is back"
+        ) from None
     now = _get_model(client, name).aliases.get(stage)
     if str(now) != result.version:  # someone without the lock moved it: say so, don't pretend
         raise EdgeopsError(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +21,14 @@ from edgeops import promotion
 from edgeops.cli_models import models_app
 from edgeops.config import Params, parse_params
 from edgeops.errors import EdgeopsError
-from tests.unit.edge_helpers import MlflowServer, build_model, good_tags, register_version
+from tests.unit.edge_helpers import (
+    MlflowServer,
+    build_model,
+    free_port,
+    good_tags,
+    register_version,
+    stop_process_group,
+)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,3 +129,85 @@ def test_concurrent_promotions_via_server(
     assert alias == events[-1]["version"]
     stages = [client.get_model_version(name, v).current_stage for v in (v1, v2)]
     assert stages.count("Staging") == 1 and client.get_model_version(name, alias).current_stage == "Staging"
+
+
+@contextlib.contextmanager
+def own_mlflow_server(folder: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """An `mlflow server` this test may stop and restart (the session one is shared)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder}/mlflow.db",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    with open(folder / "server.log", "a") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.3)
+            yield proc
+        finally:
+            stop_process_group(proc, timeout=15)
+
+
+def test_server_going_down_after_publishing_puts_the_pointer_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracking server dies between publishing to the targets and moving the alias. Before the
+    fix the target's pointer named v2 (devices installed it) while @production stayed v1; now the
+    pointer is put back, the error says so on one line, and the re-run after a restart completes."""
+    name, port = "restart-clf", free_port()
+    uri = f"http://127.0.0.1:{port}"
+    params = parse_params(
+        {
+            "mlflow": {"tracking_uri": uri, "model_name": name},
+            "targets": {"production": [{"uri": f"file://{tmp_path}/edge"}]},
+        }
+    )
+    pointer = tmp_path / "edge" / name / "production.json"
+    with own_mlflow_server(tmp_path, port) as server:
+        v1, v2 = (
+            register_version(uri, name, build_model(tmp_path / f"m{i}", scale=0.3 * i), good_tags())
+            for i in (1, 2)
+        )
+        promotion.promote(params, name, v1, "production")
+        real_publish = promotion.publish_to_targets
+
+        def publish_then_crash(*args: Any, **kwargs: Any) -> list[str]:
+            done = real_publish(*args, **kwargs)
+            stop_process_group(server, timeout=15)  # the registry dies right after the targets moved
+            return done
+
+        monkeypatch.setattr(promotion, "publish_to_targets", publish_then_crash)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        with pytest.raises(EdgeopsError) as err:
+            promotion.promote(params, name, v2, "production")
+        message = str(err.value)
+        assert "connection refused" in message and "pointer put back" in message and "\n" not in message
+        assert json.loads(pointer.read_text())["version"] == v1
+        monkeypatch.undo()
+    with own_mlflow_server(tmp_path, port):  # restarted on the same database
+        client = promotion.make_client(uri)
+        assert str(client.get_registered_model(name).aliases["production"]) == v1
+        promotion.promote(params, name, v2, "production", reason="after the restart")
+        assert str(client.get_registered_model(name).aliases["production"]) == v2
+        assert json.loads(pointer.read_text())["version"] == v2

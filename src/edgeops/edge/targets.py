@@ -92,6 +92,10 @@ class Store:
     def list(self, prefix: str = "") -> list[str]:
         raise NotImplementedError
 
+    def delete(self, key: str) -> None:
+        """Remove `key` (no error if it is already gone)."""
+        raise NotImplementedError
+
     def describe(self, key: str = "") -> str:
         return f"{self.uri.rstrip('/')}/{key}" if key else self.uri
 
@@ -174,6 +178,12 @@ class FileStore(Store):
             raise TargetError(f"cannot stat {self.describe(key)}: {e.strerror or e}") from None
         # inode + mtime + size changes on every atomic replace: a good enough version token
         return ObjectInfo(size=st.st_size, etag=f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}", sha256=None)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as e:
+            raise TargetError(f"cannot delete {self.describe(key)}: {e.strerror or e}") from None
 
     def list(self, prefix: str = "") -> list[str]:
         if not self.root.is_dir():
@@ -322,6 +332,12 @@ class S3Store(Store):
         return ObjectInfo(
             size=int(resp["ContentLength"]), etag=str(resp["ETag"]).strip('"'), sha256=meta.get("sha256")
         )
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:
+            raise self._fail("delete of", key, e) from None
 
     def list(self, prefix: str = "") -> list[str]:
         # plain string prefix (may end mid-name, like S3's own Prefix); root prefix ends with "/"
