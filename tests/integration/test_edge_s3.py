@@ -282,3 +282,81 @@ def test_s3_unreachable_is_a_clear_error_with_retries_and_no_partial_state(
     publish(m2, store_for(rgw, bucket), MODEL, "2", "production")  # once reachable, it just works
     assert edge_cli(*sync_args(rgw, bucket, published_v1)).returncode == 0
     assert status_version(published_v1) == "2"
+
+
+def test_second_target_missing_bucket_puts_the_first_targets_pointer_back(
+    rgw: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """production → a folder and an S3 bucket that does not exist. Before: the folder's pointer moved
+    to v2 (its devices installed it) although the promotion failed and @production stayed v1."""
+    from edgeops import promotion
+    from edgeops.config import parse_params
+    from tests.unit.edge_helpers import good_tags, register_version
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    v1, v2 = (
+        register_version(uri, MODEL, build_model(tmp_path / f"m{i}", scale=s), good_tags(), tmp_path / "art")
+        for i, s in ((1, 1.0), (2, 0.7))
+    )
+    folder = tmp_path / "edge"
+
+    def params(s3_bucket: str) -> Any:
+        targets = [
+            {"uri": f"file://{folder}"},
+            {"uri": f"s3://{s3_bucket}/fleet", "endpoint_url": rgw.endpoint},
+        ]
+        return parse_params(
+            {"mlflow": {"tracking_uri": uri, "model_name": MODEL}, "targets": {"production": targets}}
+        )
+
+    promotion.promote(params(bucket), MODEL, v1, "production")
+    with pytest.raises(EdgeopsError) as err:
+        promotion.promote(params(f"{bucket}-gone"), MODEL, v2, "production")
+    message = str(err.value)
+    assert f"bucket '{bucket}-gone' does not exist" in message and "pointer put back" in message
+    assert "\n" not in message and rgw.secret_key not in message
+    assert json.loads((folder / MODEL / "production.json").read_text())["version"] == v1
+    assert pointer_version(rgw, bucket) == v1
+    agent_dir = tmp_path / "agent"
+    r = edge_cli("sync", "--target", f"file://{folder}", "--model", MODEL, "--dir", str(agent_dir))
+    assert r.returncode == 0 and f"installed v{v1}" in r.stdout, r.stderr
+
+
+def test_credentials_faults_are_one_line_without_secrets(
+    rgw: S3Server, bucket: str, published_v1: Path
+) -> None:
+    """Wrong secret, unknown key, no credentials at all: each one line, exit 2, model kept. Before, the
+    missing-credentials case read "failed after 5 attempts … (is the endpoint reachable?)"."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    base.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
+    base.update({"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"})
+    wrong_secret = {"AWS_ACCESS_KEY_ID": rgw.access_key, "AWS_SECRET_ACCESS_KEY": "not-the-secret-42"}
+    unknown_key = {"AWS_ACCESS_KEY_ID": "NOSUCHKEY", "AWS_SECRET_ACCESS_KEY": rgw.secret_key}
+    for creds, expected in (
+        (wrong_secret, "SignatureDoesNotMatch"),
+        (unknown_key, "InvalidAccessKeyId"),
+        ({}, "no AWS credentials found"),
+    ):
+        env = {**base, **creds, "PYTHONPATH": str(ROOT / "src")}
+        r = subprocess.run(
+            [sys.executable, "-m", "edgeops.edge.cli", *sync_args(rgw, bucket, published_v1)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert r.returncode == 2 and expected in r.stderr, r.stderr
+        assert r.stderr.strip().count("\n") == 0 and "reachable" not in r.stderr
+        assert rgw.secret_key not in r.stderr and "not-the-secret-42" not in r.stderr
+    assert status_version(published_v1) == "1"
+
+
+def test_device_repairs_a_damaged_copy_from_s3(rgw: S3Server, bucket: str, published_v1: Path) -> None:
+    """kill -9 of a cleanup, a bad disk, a curious admin: the current copy no longer matches its
+    manifest. Before: `sync` said "v1 is current" forever; now it re-downloads and verifies."""
+    (published_v1 / "versions" / "1" / "model.bin").write_bytes(b"\x00" * 3)
+    r = edge_cli(*sync_args(rgw, bucket, published_v1))
+    assert r.returncode == 0 and "repaired v1 (model.bin" in r.stdout, r.stderr
+    r = edge_cli("predict", "--dir", str(published_v1), "--top-k", "1", "/dev/null")
+    assert "damaged" not in r.stderr  # loads again (the image itself is not valid: that is fine)
+    assert edge_cli(*sync_args(rgw, bucket, published_v1)).stdout.strip() == "v1 is current"
