@@ -480,7 +480,13 @@ def publish_to_targets(
             store = open_target(target.uri, target.endpoint_url, target.region)
             key = pointer_key(name, stage)
             try:
-                old = _read_old_pointer(store, key)
+                try:
+                    old = _read_old_pointer(store, key)
+                except EdgeopsError as e:
+                    raise EdgeopsError(
+                        f"publishing {name} v{version} to {store.uri} failed: {e}; "
+                        "the channel pointer was not changed"
+                    ) from None
                 report = publish(folder, store, name, version, stage)
             except EdgeopsError as e:
                 put_back = undo_pointers(moved)

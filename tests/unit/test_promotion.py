@@ -158,8 +158,12 @@ def test_unreachable_target_leaves_registry_unchanged(
             update={"uri": "s3://bucket/edge", "endpoint_url": "http://127.0.0.1:9", "region": "us-east-1"}
         )
     )
-    with pytest.raises(EdgeopsError, match=r"127.0.0.1:9.*registry not changed \(already published to"):
+    with pytest.raises(
+        EdgeopsError,
+        match=r"publishing clf v1 to s3://.*127.0.0.1:9.*registry not changed \(pointer put back on",
+    ):
         promotion.promote(p, NAME, 1, "production")
+    assert _pointer(params, "production") is None  # the folder target's new pointer was removed again
     client = promotion.make_client(p.mlflow.tracking_uri)
     assert "production" not in client.get_registered_model(NAME).aliases
     assert promotion.history(client, NAME) == []
