@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -227,3 +228,83 @@ def test_non_finite_model_output_is_a_500_with_a_message(tmp_path: Path, target:
         r = c.post("/predict", content=image_bytes((0, 0, 0)), headers={"content-type": "image/png"})
         assert r.status_code == 500 and "non-finite" in r.json()["detail"]
         assert c.get("/health").status_code == 200
+
+
+class TricklingS3:
+    """A loopback HTTP server that answers every GET with 200 and trickles the body one byte a second
+    (so no socket timeout ever fires), except keys in `fast`, answered at once."""
+
+    def __init__(self, fast: dict[str, bytes] | None = None) -> None:
+        import socket
+        import threading
+
+        self.fast = fast or {}
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: Any) -> None:
+        with conn:
+            try:
+                request = conn.recv(65536).decode(errors="replace")
+                path = request.split(" ", 2)[1] if " " in request else ""
+                body = next((v for k, v in self.fast.items() if path.endswith(k)), None)
+                length = len(body) if body is not None else 100_000
+                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+                if body is not None:
+                    conn.sendall(body)
+                    return
+                while not self.stop.wait(1.0):
+                    conn.sendall(b" ")
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("phase", ["pointer", "download"])
+def test_a_trickling_store_cannot_hang_sync(
+    tmp_path: Path, target: Store, monkeypatch: pytest.MonkeyPatch, phase: str
+) -> None:
+    """Before: a store answering one byte a second never hit the 30 s read timeout: `edge sync`
+    hung for hours. Now the pointer read and the download each have a deadline."""
+    import time
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("EDGEOPS_SYNC_TIMEOUT", "2")
+    d = tmp_path / "agent"
+    _publish(tmp_path, target, "1")
+    agent.sync(target, "clf", "production", d)
+    _publish(tmp_path, target, "2", scale=0.1)
+    fast = {"/clf/production.json": target.get_bytes("clf/production.json")} if phase == "download" else {}
+    server = TricklingS3(fast)
+    try:
+        slow = open_target("s3://bucket/p", endpoint_url=f"http://127.0.0.1:{server.port}", max_attempts=1)
+        start = time.monotonic()
+        with pytest.raises(EdgeopsError, match="took over 2s") as err:
+            agent.sync(slow, "clf", "production", d)
+        assert time.monotonic() - start < 10
+    finally:
+        server.close()
+    assert ("current model kept" in str(err.value)) == (phase == "download")
+    assert agent.current_version(d) == "1" and not list(d.glob(".incoming-*"))

@@ -38,11 +38,21 @@ from edgeops.edge.publish import (
     sha256_file,
     version_prefix,
 )
-from edgeops.edge.targets import Store, TargetError
+from edgeops.edge.targets import Store, TargetError, deadline
 from edgeops.errors import EdgeopsError
 
 STATE = "state.json"
 HISTORY_LIMIT = 50
+DEFAULT_SYNC_TIMEOUT_S = 1800.0  # a whole sync; per-request timeouts don't stop a trickling store
+
+
+def sync_timeout() -> float:
+    """EDGEOPS_SYNC_TIMEOUT seconds (0 disables); the default fits a few hundred MB on a slow link."""
+    raw = os.environ.get("EDGEOPS_SYNC_TIMEOUT", "")
+    try:
+        return float(raw) if raw else DEFAULT_SYNC_TIMEOUT_S
+    except ValueError:
+        raise EdgeopsError(f"EDGEOPS_SYNC_TIMEOUT={raw!r} is not a number of seconds") from None
 
 
 class IntegrityError(EdgeopsError):
@@ -272,7 +282,8 @@ def sync(store: Store, model: str, channel: str, agent_dir: Path, *, force: bool
 
 def _sync_locked(store: Store, model: str, channel: str, agent_dir: Path, force: bool) -> SyncResult:
     with _agent_lock(agent_dir):
-        pointer = read_pointer(store, model, channel)
+        with deadline(sync_timeout(), f"reading the {channel} pointer of {model} from {store.uri}"):
+            pointer = read_pointer(store, model, channel)
         if pointer is None:
             raise EdgeopsError(
                 f"{store.describe(f'{model}/{channel}.json')} not found: nothing promoted to '{channel}' yet "
@@ -315,7 +326,9 @@ def _fetch_and_install(
     incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=agent_dir))
     os.chmod(incoming, 0o755)  # mkdtemp makes 0700; a server may run as another user
     try:
-        _download_verified(store, pointer, model, incoming)
+        # only the network part is under the deadline: the local install below must not be interrupted
+        with deadline(sync_timeout(), f"downloading {model} v{version} from {store.uri}"):
+            _download_verified(store, pointer, model, incoming)
         _check_loadable(incoming)
         (incoming / "pointer.json").write_text(json.dumps({**pointer, "synced_at": _now()}, indent=2))
         _install(agent_dir, incoming, version)

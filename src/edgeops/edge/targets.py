@@ -48,6 +48,10 @@ class PreconditionFailed(TargetError):
     """A conditional write lost: the key exists / changed since it was read."""
 
 
+class DeadlineExceeded(TargetError):
+    """A whole operation (e.g. one `edge sync`) ran past its time budget: a hanging or trickling store."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     size: int
@@ -243,6 +247,8 @@ class S3Store(Store):
     def _fail(self, action: str, key: str, e: Exception) -> TargetError:
         from botocore.exceptions import ClientError
 
+        if isinstance(e, TargetError):  # e.g. DeadlineExceeded raised while botocore was blocked
+            return e
         if isinstance(e, ClientError):
             code = str(e.response.get("Error", {}).get("Code", ""))
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -370,3 +376,31 @@ def open_target(
         endpoint = endpoint_url or os.environ.get("EDGEOPS_S3_ENDPOINT_URL") or None
         return S3Store(uri, parsed.netloc, parsed.path, endpoint, region, max_attempts)
     raise EdgeopsError(f"unknown target {uri!r}: use file://DIR or s3://bucket/prefix")
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, what: str) -> Iterator[None]:
+    """Abort the block with DeadlineExceeded after `seconds` (0 = no limit).
+
+    Socket timeouts alone cannot stop a store that answers a byte at a time; a SIGALRM does (it
+    interrupts the blocking read). Only possible in the main thread: elsewhere this is a no-op."""
+    import signal
+    import threading
+
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(_signum: int, _frame: Any) -> None:
+        raise DeadlineExceeded(
+            f"{what} took over {seconds:g}s (the store hangs or is very slow); "
+            "raise EDGEOPS_SYNC_TIMEOUT for big models on slow links"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
