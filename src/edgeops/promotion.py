@@ -507,9 +507,10 @@ def _set_stage(client: MlflowClient, name: str, version: str, stage: str) -> Non
         )
 
 
-def _record(
+def _record_version(
     client: MlflowClient, name: str, mv: ModelVersion, result: PromotionResult, reason: str, actor: str
-) -> None:
+) -> dict[str, Any]:
+    """The version's own audit tags; returns the model-level event to write once the alias moved."""
     tags = dict(mv.tags or {})
     n = int(tags.get("promotion.count", "0") or 0) + 1
     before = [a for a, v in (_get_model(client, name).aliases or {}).items() if str(v) == str(mv.version)]
@@ -529,9 +530,7 @@ def _record(
     for key, value in values.items():
         client.set_model_version_tag(name, mv.version, f"promotion.{n}.{key}", value)
     client.set_model_version_tag(name, mv.version, "promotion.count", str(n))
-    seq = len(history(client, name)) + 1
-    event = {
-        "seq": seq,
+    return {
         "action": result.action,
         "version": result.version,
         "to": result.to,
@@ -542,8 +541,13 @@ def _record(
         "forced": result.forced,
         "gates": {g["gate"]: g["ok"] for g in gates},
     }
+
+
+def _record_event(client: MlflowClient, name: str, event: dict[str, Any]) -> None:
+    """The model-level history event: what `models history` shows and `--rollback` replays."""
+    seq = len(history(client, name)) + 1
     client.set_registered_model_tag(
-        name, f"{HISTORY_PREFIX}{seq:06d}", json.dumps(event, separators=(",", ":"))
+        name, f"{HISTORY_PREFIX}{seq:06d}", json.dumps({"seq": seq, **event}, separators=(",", ":"))
     )
 
 
@@ -571,12 +575,23 @@ def _apply(
         )
     if not result.changed:
         return result
+    alias_moved = False
     try:
-        _record(client, name, mv, result, reason, actor)  # audit first: a crash after it leaves a trace
+        event = _record_version(client, name, mv, result, reason, actor)  # a trace even if we crash
         client.set_registered_model_alias(name, stage, result.version)
+        alias_moved = True
         _set_stage(client, name, result.version, stage)
-    except Exception as e:  # registry down / restarting after the targets moved: move them back
+        _record_event(client, name, event)  # last: history/--rollback only replay completed promotions
+    except Exception as e:  # registry down / restarting after the targets moved
         message = registry_failure(params.mlflow.tracking_uri, e)
+        if alias_moved:  # the registry names the new version, like the targets: keep them
+            if message is None and not isinstance(e, EdgeopsError):
+                raise
+            raise EdgeopsError(
+                f"{message or e}; @{stage} of '{name}' already names v{result.version} and the targets "
+                "agree, but its stage or history event was not written: re-run the promotion with "
+                "--force once the registry is back"
+            ) from None
         if message is None and not isinstance(e, EdgeopsError):
             undo_pointers(undo)
             raise

@@ -90,6 +90,37 @@ def test_registry_failure_after_publishing_puts_the_pointers_back(
     with pytest.raises(EdgeopsError, match="connection refused.*not completed .*pointer put back"):
         promotion.promote(params, NAME, "2", "production", client=client)
     assert _pointer_version(edge) == "1"
+    # the half-done promotion is not in the history `--rollback` replays (before: it was, and a
+    # rollback "went back" to v2, a version that had never been live)
+    assert [e["version"] for e in promotion.history(client, NAME)] == ["1"]
+    with pytest.raises(EdgeopsError, match="no earlier production version"):
+        promotion.rollback(params, NAME, "production")
     monkeypatch.undo()
     promotion.promote(params, NAME, "2", "production")
     assert _pointer_version(edge) == "2"
+    assert [e["version"] for e in promotion.history(client, NAME)] == ["1", "2"]
+
+
+def test_registry_failure_after_the_alias_moved_keeps_the_targets(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alias already names v2 when the registry fails: the targets must keep v2 too."""
+    import requests
+
+    edge = tmp_path / "edge"
+    params = _params(tmp_path, template, [f"file://{edge}"])
+    promotion.promote(params, NAME, "1", "production")
+    client = promotion.make_client(params.mlflow.tracking_uri)
+
+    def down(*_: Any, **__: Any) -> None:
+        raise requests.exceptions.ConnectionError("Max retries exceeded (Connection refused)")
+
+    monkeypatch.setattr(client, "transition_model_version_stage", down)
+    with pytest.raises(EdgeopsError, match="already names v2 and the targets agree.*--force"):
+        promotion.promote(params, NAME, "2", "production", client=client)
+    monkeypatch.undo()
+    assert str(client.get_registered_model(NAME).aliases["production"]) == "2"
+    assert _pointer_version(edge) == "2"
+    promotion.promote(params, NAME, "2", "production", force=True, reason="finish the interrupted one")
+    assert client.get_model_version(NAME, "2").current_stage == "Production"
+    assert [e["version"] for e in promotion.history(client, NAME)] == ["1", "2"]
