@@ -51,6 +51,42 @@ def batches(
 
 
 @torch.no_grad()
+def reestimate_batchnorm(
+    model: nn.Module, split: Split, batch_size: int = 64, max_images: int = 2048
+) -> bool:
+    """Recompute every BatchNorm's running mean/var as a plain average over train batches.
+
+    The running statistics are an exponential average taken while the weights were still moving;
+    after short training on small data they describe an older network, and eval mode can collapse
+    to one class (MobileNetV3 from scratch: loss near 0, eval accuracy at chance). Batches are
+    unaugmented, in order, at most `max_images` images; batches of one image are skipped (BatchNorm
+    cannot compute statistics on them). Returns False when the model has no BatchNorm."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(split.labels) < 2:
+        return False
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    try:
+        seen = 0
+        for x, _ in batches(split, max(2, batch_size)):
+            if len(x) < 2:
+                continue
+            model(x)
+            seen += len(x)
+            if seen >= max_images:
+                break
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.train(was_training)
+    return True
+
+
+@torch.no_grad()
 def accuracy(model: nn.Module, split: Split, batch_size: int = 256) -> float:
     model.eval()
     correct = 0
@@ -101,6 +137,7 @@ def fit(
             seen += len(y)
             if after_step:
                 after_step(epoch, step)
+        reestimate_batchnorm(model, train)
         val_acc = accuracy(model, val)
         row = {
             "epoch": epoch,
