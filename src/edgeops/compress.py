@@ -210,11 +210,6 @@ def prune_int8(
         target_epoch=max(1, config.epochs - 1),
     )
     scheduler.step(0)
-    steps_per_epoch = max(1, -(-len(train.labels) // 64))
-
-    def ramp(epoch: int, step: int) -> None:
-        if step == steps_per_epoch - 1:  # end of epoch: raise sparsity for the next one
-            scheduler.step(epoch)
 
     log(f"prune_int8: pruning to {config.ratio:.0%} sparsity over {config.epochs} epoch(s)")
     pruned, history = fit(
@@ -227,7 +222,7 @@ def prune_int8(
         seed=seed,
         log=log,
         tag="prune",
-        after_step=ramp,
+        after_epoch=scheduler.step,  # end of epoch: raise sparsity for the next one
     )
     scheduler.step(config.epochs)  # make sure the final model is at the target ratio
     calibration = _subset(train, config.subset_size, seed)

@@ -107,7 +107,7 @@ def fit(
     augment: bool = True,
     log: Callable[[str], None] = print,
     tag: str = "train",
-    after_step: Callable[[int, int], None] | None = None,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train with AdamW + cosine schedule; returns the best-by-val model and the per-epoch history."""
     if len(train.labels) < 1:
@@ -123,7 +123,7 @@ def fit(
     for epoch in range(1, epochs + 1):
         model.train()
         start, total_loss, seen = time.perf_counter(), 0.0, 0
-        for step, (x, y) in enumerate(batches(train, batch_size, generator)):
+        for x, y in batches(train, batch_size, generator):
             if augment:
                 x = random_shift(x, generator)
             if len(y) == 1 and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
@@ -135,8 +135,8 @@ def fit(
             scheduler.step()
             total_loss += float(loss.detach()) * len(y)
             seen += len(y)
-            if after_step:
-                after_step(epoch, step)
+        if after_epoch:  # e.g. raise the pruning ratio; validation below sees its effect
+            after_epoch(epoch)
         reestimate_batchnorm(model, train)
         val_acc = accuracy(model, val)
         row = {
