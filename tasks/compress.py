@@ -40,9 +40,9 @@ def build(variant: str) -> compress.Compressed:
     if variant == "ptq_ac":
         return compress.ptq_ac(model, size, train, val, settings, seed, log)
     if variant == "qat":
-        return compress.qat(model, size, train, val, settings, seed, log)
+        return compress.qat(model, size, train, val, settings, seed, log, params.train.batch_size)
     if variant == "prune_int8":
-        return compress.prune_int8(model, size, train, val, settings, seed, log)
+        return compress.prune_int8(model, size, train, val, settings, seed, log, params.train.batch_size)
     raise EdgeopsError(f"unknown variant {variant!r}")
 
 

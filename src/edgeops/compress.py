@@ -162,9 +162,18 @@ def _strip_to_openvino(model: nn.Module, image_size: int) -> ov.Model:
 
 
 def qat(
-    model: nn.Module, image_size: int, train: Split, val: Split, config: QatConfig, seed: int, log: Log
+    model: nn.Module,
+    image_size: int,
+    train: Split,
+    val: Split,
+    config: QatConfig,
+    seed: int,
+    log: Log,
+    batch_size: int = 64,
 ) -> Compressed:
-    """Quantize in torch, fine-tune with fake-quantization for a few epochs, strip, export INT8."""
+    """Quantize in torch, fine-tune with fake-quantization for a few epochs, strip, export INT8.
+
+    batch_size: the training batch size (train.batch_size), which bounds the fine-tuning memory."""
     seed_everything(seed)
     model = copy.deepcopy(model).eval()
     quantized = _quantize_torch(model, train, config.subset_size, seed)
@@ -176,7 +185,7 @@ def qat(
         val,
         epochs=config.epochs,
         lr=config.lr,
-        batch_size=64,
+        batch_size=batch_size,
         seed=seed,
         log=log,
         tag="qat",
@@ -189,9 +198,18 @@ def qat(
 
 
 def prune_int8(
-    model: nn.Module, image_size: int, train: Split, val: Split, config: PruneConfig, seed: int, log: Log
+    model: nn.Module,
+    image_size: int,
+    train: Split,
+    val: Split,
+    config: PruneConfig,
+    seed: int,
+    log: Log,
+    batch_size: int = 64,
 ) -> Compressed:
     """Magnitude pruning ramped up to the target sparsity while fine-tuning, BN adaptation, then INT8.
+
+    batch_size: the training batch size (train.batch_size), which bounds the fine-tuning memory.
 
     Unstructured zeros do not make the CPU runtime faster; the report shows sparsity and size,
     and the latency is measured, not assumed."""
@@ -218,7 +236,7 @@ def prune_int8(
         val,
         epochs=config.epochs,
         lr=config.lr,
-        batch_size=64,
+        batch_size=batch_size,
         seed=seed,
         log=log,
         tag="prune",
@@ -226,7 +244,9 @@ def prune_int8(
     )
     scheduler.step(config.epochs)  # make sure the final model is at the target ratio
     calibration = _subset(train, config.subset_size, seed)
-    pruned = nncf.batch_norm_adaptation(pruned, _torch_dataset(calibration, batch_size=32))
+    pruned = nncf.batch_norm_adaptation(
+        pruned, _torch_dataset(calibration, batch_size=max(2, min(32, batch_size)))
+    )
     stats = nncf.pruning_statistic(pruned)
     sparsity = float(stats.pruning_ratio)
     log(

@@ -1,0 +1,59 @@
+"""QAT and prune_int8 fine-tune with the training batch size (train.batch_size, the user's memory
+knob at 224 px), not a fixed 64; tasks/compress passes it on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tasks.compress
+from edgeops import compress
+from edgeops.config import PruneConfig, QatConfig
+from edgeops.data.prepare import Split
+from edgeops.models import build_model
+
+
+def _split(n: int, seed: int) -> Split:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n, dtype=np.int64) % 2
+    images = rng.integers(0, 80, size=(n, 16, 16, 3), dtype=np.uint8)
+    images[labels == 1, :8] += 150
+    return Split(images, labels)
+
+
+@pytest.mark.parametrize("variant", ["qat", "prune_int8"])
+def test_finetuning_uses_the_given_batch_size(variant, monkeypatch):
+    seen: list[int] = []
+    real_fit = compress.fit
+
+    def recording_fit(*args, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(compress, "fit", recording_fit)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 2).eval()
+    train, val = _split(24, 0), _split(6, 1)
+    if variant == "qat":
+        compress.qat(
+            model, 16, train, val, QatConfig(epochs=1, subset_size=8), 0, lambda _: None, batch_size=8
+        )
+    else:
+        config = PruneConfig(epochs=1, subset_size=8)
+        compress.prune_int8(model, 16, train, val, config, 0, lambda _: None, batch_size=8)
+    assert seen == [8]
+
+
+@pytest.mark.parametrize("variant", ["qat", "prune_int8"])
+def test_compress_stage_passes_train_batch_size(variant, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        f"train: {{batch_size: 12}}\ncompress: {{variants: {{{variant}: {{}}}}}}\n"
+    )
+    monkeypatch.setattr(tasks.compress, "load_checkpoint", lambda _: (object(), {"image_size": 16}))
+    monkeypatch.setattr(tasks.compress, "load_split", lambda *_: None)
+    calls: list[tuple] = []
+    monkeypatch.setattr(compress, variant, lambda *args: calls.append(args))
+    tasks.compress.build(variant)
+    assert calls[0][-1] == 12
