@@ -135,6 +135,11 @@ def fit(
             scheduler.step()
             total_loss += float(loss.detach()) * len(y)
             seen += len(y)
+        if seen == 0:
+            raise EdgeopsError(
+                f"{tag}: no batch could be trained: batch size {batch_size} gives batches of one image, "
+                "which BatchNorm cannot train on; set train.batch_size to 2 or more"
+            )
         if after_epoch:  # e.g. raise the pruning ratio; validation below sees its effect
             after_epoch(epoch)
         reestimate_batchnorm(model, train)

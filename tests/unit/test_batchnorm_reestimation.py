@@ -4,11 +4,15 @@ from scratch on small data did: train loss near 0, eval and IR accuracy at chanc
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from edgeops.data.prepare import Split
+from edgeops.errors import EdgeopsError
 from edgeops.models import build_model, normalize
 from edgeops.train import accuracy, fit, reestimate_batchnorm, seed_everything
 
@@ -61,3 +65,12 @@ def test_mobilenet_from_scratch_is_accurate_in_eval_mode():
     model, history = fit(model, train, val, epochs=12, lr=3e-3, batch_size=16, seed=0, log=lambda _: None)
     assert min(row["train_loss"] for row in history) < 0.5  # it learned the training data ...
     assert accuracy(model, val) >= 0.9  # ... and eval mode (what the IR runs) shows it
+
+
+def test_batch_size_one_on_a_batchnorm_model_is_refused_not_silently_untrained():
+    model = build_model("small_cnn", 2)
+    before = copy.deepcopy(model.state_dict())
+    data = _shapes_split(4, 16, seed=0)
+    with pytest.raises(EdgeopsError, match="train.batch_size to 2 or more"):
+        fit(model, data, data, epochs=1, lr=1e-3, batch_size=1, seed=0, log=lambda _: None)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
