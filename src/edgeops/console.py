@@ -68,6 +68,15 @@ def process_seconds() -> float:
     return time.time() - psutil.Process().create_time()
 
 
+def wait_or_kill(proc: subprocess.Popen, seconds: float = 10) -> None:
+    """Give a process we asked to stop `seconds` to exit, then kill it; it is reaped either way."""
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def git_commit() -> str | None:
     """HEAD commit, with '-dirty' when tracked files differ; None outside a git checkout."""
     try:

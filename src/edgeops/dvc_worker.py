@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeops.console import wait_or_kill
+
 DONE = "\x1eedgeops-stage-done"  # starts with an ASCII record separator: no stage prints it
 FAILED = 255  # the code `dvc repro` exits with when a stage fails
 
@@ -98,11 +100,7 @@ class DvcWorker:
         if self.proc is not None and self.proc.poll() is None:
             assert self.proc.stdin is not None
             self.proc.stdin.close()  # end of input: the worker's loop ends
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            wait_or_kill(self.proc)
         self.proc = None
 
     def __enter__(self) -> DvcWorker:

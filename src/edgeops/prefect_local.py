@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from edgeops.console import wait_or_kill
 from edgeops.errors import EdgeopsError
 
 BIND_FAILED = 3  # uvicorn's exit code when the port was taken in the meantime
@@ -110,11 +111,7 @@ class TemporaryServer:
         if self.proc is not None:
             _flush_prefect_logs()  # else Prefect sends its last log lines at exit, to a server that is gone
             self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            wait_or_kill(self.proc)
             self.proc = None
             os.environ.pop("PREFECT_API_URL", None)
 
