@@ -6,15 +6,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.unit.edge_helpers import MlflowServer, S3Server, free_port, stop_process_group
+from tests.unit.edge_helpers import MlflowServer, S3Server, free_port, run_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,41 +67,5 @@ def bucket(rgw: S3Server) -> str:
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed in finally
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{folder}/mlflow.db",
-        "--artifacts-destination",
-        str(folder / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield MlflowServer(uri, folder)
-    finally:
-        # the server runs uvicorn in a child: signal the process group we created for it
-        stop_process_group(proc, timeout=15)
-        log.close()
+    with run_mlflow_server(folder, port):
+        yield MlflowServer(f"http://127.0.0.1:{port}", folder)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from tests.unit.edge_helpers import (
     free_port,
     good_tags,
     register_version,
+    run_mlflow_server,
     stop_process_group,
 )
 
@@ -131,44 +129,6 @@ def test_concurrent_promotions_via_server(
     assert stages.count("Staging") == 1 and client.get_model_version(name, alias).current_stage == "Staging"
 
 
-@contextlib.contextmanager
-def own_mlflow_server(folder: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """An `mlflow server` this test may stop and restart (the session one is shared)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{folder}/mlflow.db",
-        "--artifacts-destination",
-        str(folder / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    with open(folder / "server.log", "a") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.3)
-            yield proc
-        finally:
-            stop_process_group(proc, timeout=15)
-
-
 def test_server_going_down_after_publishing_puts_the_pointer_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,7 +144,7 @@ def test_server_going_down_after_publishing_puts_the_pointer_back(
         }
     )
     pointer = tmp_path / "edge" / name / "production.json"
-    with own_mlflow_server(tmp_path, port) as server:
+    with run_mlflow_server(tmp_path, port) as server:
         v1, v2 = (
             register_version(uri, name, build_model(tmp_path / f"m{i}", scale=0.3 * i), good_tags())
             for i in (1, 2)
@@ -205,7 +165,7 @@ def test_server_going_down_after_publishing_puts_the_pointer_back(
         assert "connection refused" in message and "pointer put back" in message and "\n" not in message
         assert json.loads(pointer.read_text())["version"] == v1
         monkeypatch.undo()
-    with own_mlflow_server(tmp_path, port):  # restarted on the same database
+    with run_mlflow_server(tmp_path, port):  # restarted on the same database
         client = promotion.make_client(uri)
         assert str(client.get_registered_model(name).aliases["production"]) == v1
         promotion.promote(params, name, v2, "production", reason="after the restart")

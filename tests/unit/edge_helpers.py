@@ -14,6 +14,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +179,33 @@ class S3Server:
 class MlflowServer:
     uri: str
     dir: Path
+
+
+@contextlib.contextmanager
+def run_mlflow_server(folder: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`mlflow server` on 127.0.0.1:port (sqlite + proxied artifacts in folder), healthy before it is
+    yielded and stopped after; restartable on the same folder (its log is appended to)."""
+    import pytest
+
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db"]
+    cmd += ["--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", "1"]
+    with open(folder / "server.log", "a") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                health = f"http://127.0.0.1:{port}/health"
+                with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=1) as r:
+                    if r.status == 200:
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.3)
+            yield proc
+        finally:
+            # the server runs uvicorn in a child: signal the process group we created for it
+            stop_process_group(proc, timeout=15)
 
 
 def stop_process_group(proc: subprocess.Popen, timeout: float = 20) -> None:

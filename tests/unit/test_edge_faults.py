@@ -131,17 +131,11 @@ def test_read_only_agent_folder_is_one_line(tmp_path: Path, target: Store) -> No
 
 
 def test_s3_download_to_an_unwritable_place_is_not_reported_as_unreachable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None
 ) -> None:
     """Before: a local write error inside S3Store.download read "failed after 5 attempts … reachable?"."""
     from moto import mock_aws
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "k",
-        "AWS_SECRET_ACCESS_KEY": "s",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
     with mock_aws():
         s3 = open_target("s3://bucket/p")
         assert isinstance(s3, S3Store)
@@ -279,18 +273,12 @@ class TricklingS3:
 
 @pytest.mark.parametrize("phase", ["pointer", "download"])
 def test_a_trickling_store_cannot_hang_sync(
-    tmp_path: Path, target: Store, monkeypatch: pytest.MonkeyPatch, phase: str
+    tmp_path: Path, target: Store, monkeypatch: pytest.MonkeyPatch, phase: str, aws_env: None
 ) -> None:
     """Before: a store answering one byte a second never hit the 30 s read timeout: `edge sync`
     hung for hours. Now the pointer read and the download each have a deadline."""
     import time
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "k",
-        "AWS_SECRET_ACCESS_KEY": "s",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
     monkeypatch.setenv("EDGEOPS_SYNC_TIMEOUT", "2")
     d = tmp_path / "agent"
     _publish(tmp_path, target, "1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -13,6 +13,9 @@ from edgeops import promotion
 from edgeops.config import Params, parse_params
 from edgeops.errors import EdgeopsError
 from tests.unit.edge_helpers import build_model, good_tags, register_version
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 NAME = "clf"
 
@@ -71,22 +74,27 @@ def test_a_first_promotion_that_fails_leaves_no_pointer(template: Path, tmp_path
     assert _pointer_version(good) is None  # devices following edge-a see nothing promoted yet
 
 
+def _v1_in_production(template: Path, tmp_path: Path) -> tuple[Path, Params, MlflowClient]:
+    """A folder target and v1 promoted to production on it."""
+    edge = tmp_path / "edge"
+    params = _params(tmp_path, template, [f"file://{edge}"])
+    promotion.promote(params, NAME, "1", "production")
+    return edge, params, promotion.make_client(params.mlflow.tracking_uri)
+
+
+def _registry_down(*_: Any, **__: Any) -> None:
+    import requests
+
+    raise requests.exceptions.ConnectionError("Max retries exceeded (Connection refused)")
+
+
 def test_registry_failure_after_publishing_puts_the_pointers_back(
     template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The registry goes away between publishing and moving the alias (see the integration test for a
     real server); before, the targets named v2 while the registry's @production stayed v1."""
-    import requests
-
-    edge = tmp_path / "edge"
-    params = _params(tmp_path, template, [f"file://{edge}"])
-    promotion.promote(params, NAME, "1", "production")
-    client = promotion.make_client(params.mlflow.tracking_uri)
-
-    def down(*_: Any, **__: Any) -> None:
-        raise requests.exceptions.ConnectionError("Max retries exceeded (Connection refused)")
-
-    monkeypatch.setattr(client, "set_registered_model_alias", down)
+    edge, params, client = _v1_in_production(template, tmp_path)
+    monkeypatch.setattr(client, "set_registered_model_alias", _registry_down)
     with pytest.raises(EdgeopsError, match="connection refused.*not completed .*pointer put back"):
         promotion.promote(params, NAME, "2", "production", client=client)
     assert _pointer_version(edge) == "1"
@@ -105,17 +113,8 @@ def test_registry_failure_after_the_alias_moved_keeps_the_targets(
     template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The alias already names v2 when the registry fails: the targets must keep v2 too."""
-    import requests
-
-    edge = tmp_path / "edge"
-    params = _params(tmp_path, template, [f"file://{edge}"])
-    promotion.promote(params, NAME, "1", "production")
-    client = promotion.make_client(params.mlflow.tracking_uri)
-
-    def down(*_: Any, **__: Any) -> None:
-        raise requests.exceptions.ConnectionError("Max retries exceeded (Connection refused)")
-
-    monkeypatch.setattr(client, "transition_model_version_stage", down)
+    edge, params, client = _v1_in_production(template, tmp_path)
+    monkeypatch.setattr(client, "transition_model_version_stage", _registry_down)
     with pytest.raises(EdgeopsError, match="already names v2 and the targets agree.*--force"):
         promotion.promote(params, NAME, "2", "production", client=client)
     monkeypatch.undo()
