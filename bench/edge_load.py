@@ -243,7 +243,7 @@ def main() -> None:
         image = test_image()
 
         model = agent.load_current(agent_dir)
-        batch = model.preprocess(image)
+        batch, _ = model.preprocess(image)
         direct_infer = stats(timed(lambda: model.infer(batch), args.requests))
         direct_predict = stats(timed(lambda: model.predict_bytes(image), args.requests))
 

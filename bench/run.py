@@ -320,11 +320,11 @@ def build_irs(model_name: str, work: Path, seed: int) -> dict[str, Path]:
     import numpy as np
     import torch
 
-    from edgeops import compress
     from edgeops.config import PtqConfig
-    from edgeops.data.prepare import Split
-    from edgeops.export import write_model_dir
-    from edgeops.models import build_model
+    from edgeops.pipeline import compress
+    from edgeops.pipeline.export import write_model_dir
+    from edgeops.pipeline.prepare import Split
+    from edgeops.vision.classification.models import build_model
 
     torch.manual_seed(seed)
     model = build_model(model_name, NUM_CLASSES).eval()
@@ -363,7 +363,7 @@ def build_irs(model_name: str, work: Path, seed: int) -> dict[str, Path]:
 
 def measure_model(model_name: str, dirs: dict[str, Path], seconds: float) -> list[Row]:
     """Every (variant, hint) of one model, round-robin in ROUNDS slices of seconds/ROUNDS each."""
-    from edgeops.benchmark import measure_latency, measure_throughput, size_mb
+    from edgeops.pipeline.benchmark import measure_latency, measure_throughput, size_mb
     from edgeops.runtime import compile_model
 
     configs = [(variant, hint) for variant in dirs for hint in HINTS]

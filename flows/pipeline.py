@@ -16,10 +16,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from edgeops.console import process_seconds
-from edgeops.dvc_worker import DvcWorker
-from edgeops.dvcgraph import stage_order
 from edgeops.errors import EdgeopsError
-from edgeops.prefect_local import TemporaryServer
+from edgeops.orchestration.dvc_worker import DvcWorker
+from edgeops.orchestration.dvcgraph import stage_order
+from edgeops.orchestration.prefect_local import TemporaryServer
 
 TIMINGS = Path("reports/pipeline_timing.json")
 STAGE_LOG = Path("reports/pipeline_timing.jsonl")  # each stage appends its own time (edgeops.console)

@@ -10,15 +10,16 @@ import sys
 import time
 import traceback
 
-from edgeops import compress
 from edgeops.config import load_params
 from edgeops.console import git_commit, log, run_main
-from edgeops.data.prepare import load_split, read_manifest
 from edgeops.errors import EdgeopsError
-from edgeops.export import write_model_dir
 from edgeops.paths import CHECKPOINT, PREPARED, variant_dir
-from edgeops.runtime import compile_model, predict_logits
-from edgeops.train import load_checkpoint, seed_everything
+from edgeops.pipeline import compress
+from edgeops.pipeline.export import write_model_dir
+from edgeops.pipeline.prepare import load_split, read_manifest
+from edgeops.pipeline.train import load_checkpoint, seed_everything
+from edgeops.runtime import compile_model, predict_all
+from edgeops.vision import get_task
 
 
 def build(variant: str) -> compress.Compressed:
@@ -27,7 +28,8 @@ def build(variant: str) -> compress.Compressed:
     if settings is None:
         raise EdgeopsError(f"variant {variant!r} is not enabled under compress.variants in params.yaml")
     model, meta = load_checkpoint(CHECKPOINT)
-    size, seed = meta["image_size"], params.seed
+    task, labels = get_task(meta["task"]), meta["classes"]
+    size, seed, batch_size = meta["image_size"], params.seed, params.settings.batch_size
     seed_everything(seed)
     if variant == "fp32":
         return compress.fp32(model, size)
@@ -38,11 +40,11 @@ def build(variant: str) -> compress.Compressed:
         return compress.ptq(model, size, train, settings, seed, log)
     val = load_split(PREPARED, "val")
     if variant == "ptq_ac":
-        return compress.ptq_ac(model, size, train, val, settings, seed, log)
+        return compress.ptq_ac(model, size, train, val, settings, seed, log, task, labels)
     if variant == "qat":
-        return compress.qat(model, size, train, val, settings, seed, log, params.train.batch_size)
+        return compress.qat(model, size, train, val, settings, seed, log, task, labels, batch_size)
     if variant == "prune_int8":
-        return compress.prune_int8(model, size, train, val, settings, seed, log, params.train.batch_size)
+        return compress.prune_int8(model, size, train, val, settings, seed, log, task, labels, batch_size)
     raise EdgeopsError(f"unknown variant {variant!r}")
 
 
@@ -67,10 +69,11 @@ def main() -> None:
         return
     seconds = time.perf_counter() - start
     test = load_split(PREPARED, "test")
+    task = get_task(manifest["task"])
 
-    def test_accuracy(folder):
-        predicted = predict_logits(compile_model(folder), test.images).argmax(1)
-        return {"accuracy": float((predicted == test.labels).mean()), "accuracy_split": "test"}
+    def test_metric(folder):
+        predicted = predict_all(compile_model(folder), test.images, task.decode_output)
+        return {task.metric: task.score(predicted, test, manifest["classes"])[task.metric], "split": "test"}
 
     contract = write_model_dir(
         result.model,
@@ -85,10 +88,10 @@ def main() -> None:
             "git_commit": git_commit(),
         },
         compress_to_fp16=result.compress_to_fp16,
-        measure=test_accuracy,
+        measure=test_metric,
     )
     log(
-        f"compress@{variant}: {result.precision} test accuracy {contract['metrics']['accuracy']:.4f} "
+        f"compress@{variant}: {result.precision} test {task.metric} {contract['metrics'][task.metric]:.4f} "
         f"in {seconds:.1f}s -> {out}"
     )
 

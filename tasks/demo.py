@@ -1,13 +1,17 @@
-"""Stage `demo`: write the built-in demo dataset (scikit-learn digits) as an ImageFolder."""
+"""Stage `demo`: write the built-in demo datasets: scikit-learn digits as an image folder
+(classification) and shapes on textured backgrounds as images/ + masks/ (segmentation)."""
 
 from edgeops.console import log, run_main
-from edgeops.data.demo import make_demo_dataset
-from edgeops.paths import DEMO_DATA
+from edgeops.paths import DEMO_DATA, DEMO_SEGMENTATION_DATA
+from edgeops.vision.classification.demo import make_demo_dataset
+from edgeops.vision.segmentation.demo import make_segmentation_demo
 
 
 def main() -> None:
     out = make_demo_dataset(DEMO_DATA)
     log(f"demo: wrote {sum(1 for _ in out.rglob('*.*'))} images to {out}")
+    out = make_segmentation_demo(DEMO_SEGMENTATION_DATA)
+    log(f"demo: wrote {sum(1 for _ in (out / 'images').iterdir())} images + masks to {out}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""Stage `evaluate@<variant>`: accuracy through the OpenVINO runtime, then latency/throughput/size."""
+"""Stage `evaluate@<variant>`: the task's metric through the OpenVINO runtime, then latency/throughput/size,
+and the task's pictures of the test results."""
 
-import csv
 import json
+import shutil
 import sys
 
-from edgeops.benchmark import benchmark_model_dir
 from edgeops.config import load_params
 from edgeops.console import log, run_main
-from edgeops.data.prepare import load_split, read_manifest
-from edgeops.evaluate import evaluate_model_dir
-from edgeops.paths import PREDICTIONS, PREPARED, variant_dir, variant_metrics
-from edgeops.runtime import cpu_info, read_model_json
+from edgeops.files import read_model_json
+from edgeops.paths import PREPARED, variant_dir, variant_metrics, variant_pictures
+from edgeops.pipeline.benchmark import benchmark_model_dir
+from edgeops.pipeline.evaluate import evaluate_model_dir
+from edgeops.pipeline.prepare import load_split, read_manifest
+from edgeops.runtime import cpu_info
+from edgeops.vision import get_task
 
 
 def main() -> None:
@@ -19,23 +22,25 @@ def main() -> None:
     model_dir = variant_dir(variant)
     out = variant_metrics(variant)
     out.parent.mkdir(parents=True, exist_ok=True)
-    predictions_csv = PREDICTIONS / f"{variant}.csv"
-    predictions_csv.parent.mkdir(parents=True, exist_ok=True)
+    pictures = variant_pictures(variant)
+    shutil.rmtree(pictures, ignore_errors=True)
+    pictures.mkdir(parents=True)
     failed = model_dir / "FAILED.json"
     if failed.exists():
         failure = json.loads(failed.read_text())
         out.write_text(
             json.dumps({"variant": variant, "status": "failed", "error": failure["error"]}, indent=2)
         )
-        predictions_csv.write_text("actual,predicted\n")
         log(f"evaluate@{variant}: skipped, compression failed: {failure['error']}")
         return
     contract = read_model_json(model_dir)
-    labels = read_manifest(PREPARED)["classes"]
+    manifest = read_manifest(PREPARED)
+    task, labels = get_task(manifest["task"]), manifest["classes"]
     test = load_split(PREPARED, "test")
-    metrics, predicted = evaluate_model_dir(model_dir, test, labels)
+    evaluation, predicted = evaluate_model_dir(model_dir, task, test, labels)
     log(
-        f"evaluate@{variant}: test accuracy {metrics['accuracy']:.4f} (f32 hint {metrics['accuracy_f32']:.4f})"
+        f"evaluate@{variant}: test {task.metric} {evaluation['score']:.4f} "
+        f"(f32 hint {evaluation['score_f32']:.4f})"
     )
     rows = benchmark_model_dir(model_dir, params.benchmark.seconds, params.benchmark.warmup)
     for row in rows:
@@ -46,19 +51,17 @@ def main() -> None:
     result = {
         "variant": variant,
         "status": "ok",
+        "task": task.name,
         "precision": contract["precision"],
-        **metrics,
+        **evaluation,
         "benchmark": {row["precision_hint"]: row for row in rows},
         "size_mb": rows[0]["size_mb"],
         "compression": {k: v for k, v in contract.get("compression", {}).items() if k != "history"},
         "files": contract["files"],
         "hardware": cpu_info(),
     }
+    task.pictures(result, predicted, test, labels, pictures)
     out.write_text(json.dumps(result, indent=2))
-    with open(predictions_csv, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["actual", "predicted"])
-        writer.writerows([labels[a], labels[p]] for a, p in zip(test.labels, predicted, strict=True))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,13 @@
-"""Stage `prepare`: validate the ImageFolder, split it, decode it into arrays."""
+"""Stage `prepare`: validate the dataset with its task's reader, split it, decode it into arrays."""
 
 from edgeops.config import load_params
 from edgeops.console import log, run_main
-from edgeops.data.prepare import prepare_dataset
 from edgeops.paths import PREPARED
+from edgeops.pipeline.prepare import prepare_dataset
 
 
 def main() -> None:
-    params = load_params()
-    prepare_dataset(params.data, params.seed, PREPARED, log)
+    prepare_dataset(load_params(), PREPARED, log)
 
 
 if __name__ == "__main__":

@@ -10,24 +10,23 @@ from pathlib import Path
 
 import yaml
 
-from edgeops import registry
 from edgeops.config import load_params
 from edgeops.console import git_commit, log, run_main
-from edgeops.data.prepare import read_manifest
 from edgeops.errors import EdgeopsError
 from edgeops.paths import (
     PARETO_PLOT,
-    PREDICTIONS,
     PREPARED,
     REGISTRATION,
     REPORT,
     SELECTED,
     SELECTION,
     TRAIN_HISTORY,
-    confusion_plot,
     variant_dir,
     variant_metrics,
+    variant_pictures,
 )
+from edgeops.pipeline.prepare import read_manifest
+from edgeops.registry import tracking as registry
 
 ROOT = Path(".").resolve()
 
@@ -54,13 +53,16 @@ def main() -> None:
     if not chosen:
         raise EdgeopsError("no variant was selected: see reports/compression.md")
     results = {v: json.loads(variant_metrics(v).read_text()) for v in params.compress.variants.enabled()}
-    fp32_accuracy = results["fp32"]["accuracy"]
+    metric = results["fp32"]["metric"]
+    fp32_score = results["fp32"]["score"]
+    model_name = params.model_name
     commit = git_commit()
     lineage_tags = {
         "git_commit": commit or "unknown",
         "dataset_fingerprint": manifest["fingerprint"],
         "data_dvc_md5": data_dvc_hash(params.data.path) or "unknown",
         "data_path": params.data.path,
+        "task": manifest["task"],
     }
     experiment_id = registry.connect(params.mlflow, ROOT)
     start = time.time()
@@ -69,9 +71,10 @@ def main() -> None:
         experiment_id=experiment_id, run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"
     ) as parent:
         mlflow.log_params(registry.flatten("", params.model_dump(exclude={"targets"})))
-        mlflow.set_tags({**lineage_tags, "selected_variant": chosen, "model": params.train.model})
+        mlflow.set_tags({**lineage_tags, "selected_variant": chosen, "model": params.settings.model})
+        safe = registry.metric_safe(metric)
         mlflow.log_metrics(
-            {"selected.accuracy": results[chosen]["accuracy"], "fp32.accuracy": fp32_accuracy}
+            {f"selected.{safe}": results[chosen]["score"], f"fp32.{safe}": fp32_score}
             | {f"split.{k}": float(n) for k, n in manifest["counts"].items()}
         )
         for path in (REPORT, PARETO_PLOT, SELECTION, TRAIN_HISTORY, Path("params.yaml"), Path("dvc.lock")):
@@ -86,13 +89,10 @@ def main() -> None:
                 if result["status"] != "ok":
                     mlflow.set_tag("error", result["error"][:5000])
                     continue
-                mlflow.log_metrics(registry.variant_metrics(result, fp32_accuracy))
+                mlflow.log_metrics(registry.variant_metrics(result, fp32_score))
                 mlflow.log_dict(result, "evaluation.json")
-                if confusion_plot(variant).exists():
-                    mlflow.log_artifact(str(confusion_plot(variant)))
-                predictions = PREDICTIONS / f"{variant}.csv"
-                if predictions.exists():
-                    mlflow.log_artifact(str(predictions))
+                if variant_pictures(variant).is_dir():
+                    mlflow.log_artifacts(str(variant_pictures(variant)), artifact_path="pictures")
                 lineage = {"mlflow_run_id": child.info.run_id, "mlflow_parent_run_id": parent.info.run_id}
                 staged = registry.with_lineage(variant_dir(variant), lineage)
                 mlflow.log_artifacts(str(staged), artifact_path="model")
@@ -101,9 +101,11 @@ def main() -> None:
         tags = {
             "variant": chosen,
             "precision": chosen_result["precision"],
-            "accuracy": f"{chosen_result['accuracy']:.6f}",
-            "fp32_accuracy": f"{fp32_accuracy:.6f}",
-            "accuracy_drop": f"{fp32_accuracy - chosen_result['accuracy']:.6f}",
+            "task": manifest["task"],
+            "metric": metric,
+            "score": f"{chosen_result['score']:.6f}",
+            "fp32_score": f"{fp32_score:.6f}",
+            "score_drop": f"{fp32_score - chosen_result['score']:.6f}",
             "latency_ms_p50": f"{chosen_result['benchmark']['default']['latency_ms_p50']:.6f}",
             "size_mb": f"{chosen_result['size_mb']:.6f}",
             "dataset_fingerprint": manifest["fingerprint"],
@@ -112,16 +114,17 @@ def main() -> None:
         }
         child_run = mlflow.get_run(run_ids[chosen])
         version = registry.register_version(
-            params.mlflow.model_name,
+            model_name,
             child_run,
             tags,
-            f"{chosen} ({chosen_result['precision']}), test accuracy {chosen_result['accuracy']:.4f}",
+            f"{manifest['task']}: {chosen} ({chosen_result['precision']}), "
+            f"test {metric} {chosen_result['score']:.4f}",
         )
         mlflow.set_tag("registered_version", version)
     lineage = {
         "mlflow_run_id": run_ids[chosen],
         "mlflow_parent_run_id": parent.info.run_id,
-        "registered_model": {"name": params.mlflow.model_name, "version": version},
+        "registered_model": {"name": model_name, "version": version},
     }
     staged = registry.with_lineage(variant_dir(chosen), lineage)
     tmp = SELECTED.with_name(SELECTED.name + ".tmp")
@@ -131,7 +134,7 @@ def main() -> None:
     shutil.rmtree(SELECTED, ignore_errors=True)
     tmp.rename(SELECTED)
     registration = {
-        "model_name": params.mlflow.model_name,
+        "model_name": model_name,
         "version": version,
         "variant": chosen,
         "parent_run_id": parent.info.run_id,
@@ -140,7 +143,7 @@ def main() -> None:
         "seconds": time.time() - start,
     }
     REGISTRATION.write_text(json.dumps(registration, indent=2))
-    log(f"register: {params.mlflow.model_name} version {version} ({chosen}), run {parent.info.run_id}")
+    log(f"register: {model_name} version {version} ({chosen}), run {parent.info.run_id}")
 
 
 if __name__ == "__main__":

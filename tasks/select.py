@@ -5,13 +5,16 @@ import json
 from edgeops.config import load_params
 from edgeops.console import log, run_main
 from edgeops.errors import EdgeopsError
-from edgeops.paths import PARETO_PLOT, REPORT, SELECTION, SUMMARY, confusion_plot, variant_metrics
-from edgeops.report import confusion_matrix_plot, markdown, pareto_plot, speedup
-from edgeops.selection import candidates, choose, pareto_front
+from edgeops.paths import PARETO_PLOT, PREPARED, REPORT, SELECTION, SUMMARY, variant_metrics
+from edgeops.pipeline.prepare import read_manifest
+from edgeops.pipeline.report import markdown, pareto_plot, speedup
+from edgeops.pipeline.selection import candidates, choose, pareto_front
+from edgeops.vision import get_task
 
 
 def main() -> None:
     params = load_params()
+    task = get_task(read_manifest(PREPARED)["task"])
     variants = params.compress.variants.enabled()
     results = {}
     for v in variants:
@@ -23,21 +26,20 @@ def main() -> None:
     chosen = choose(cands)
     front = pareto_front(cands)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    pareto_plot(cands, front, chosen, PARETO_PLOT)
-    for v, result in results.items():
-        if result["status"] == "ok":
-            confusion_matrix_plot(result, confusion_plot(v))
-    REPORT.write_text(markdown(results, cands, chosen, front, PARETO_PLOT.name))
+    pareto_plot(task.metric, cands, front, chosen, PARETO_PLOT)
+    REPORT.write_text(markdown(task, results, cands, chosen, front, PARETO_PLOT.name))
     selection = {
         "selected": chosen.variant if chosen else None,
+        "task": task.name,
+        "metric": task.metric,
         "gates": params.gates.model_dump(),
         "pareto_front": front,
         "variants": {
             c.variant: {
                 "passed": c.passed,
                 "failures": c.failures,
-                "accuracy": c.accuracy,
-                "accuracy_drop": c.accuracy_drop,
+                "score": c.score,
+                "score_drop": c.score_drop,
                 "latency_ms_p50": c.latency_ms,
                 "size_mb": c.size_mb,
                 "speedup_vs_fp32_f32": speedup(results, c.variant),
@@ -48,7 +50,8 @@ def main() -> None:
     SELECTION.write_text(json.dumps(selection, indent=2))
     summary = {
         "selected": chosen.variant if chosen else None,
-        **{f"{c.variant}.accuracy": c.accuracy for c in cands if c.accuracy is not None},
+        "metric": task.metric,
+        **{f"{c.variant}.score": c.score for c in cands if c.score is not None},
         **{f"{c.variant}.latency_ms_p50": c.latency_ms for c in cands if c.latency_ms is not None},
     }
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)

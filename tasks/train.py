@@ -1,22 +1,25 @@
-"""Stage `train`: train the configured model from scratch; keep the best checkpoint by val accuracy."""
+"""Stage `train`: train the task's configured model; keep the best checkpoint by the validation metric."""
 
 import csv
 import json
 
 from edgeops.config import load_params
 from edgeops.console import log, run_main
-from edgeops.data.prepare import load_split, read_manifest
 from edgeops.paths import CHECKPOINT, PREPARED, TRAIN_HISTORY, TRAIN_METRICS
-from edgeops.train import save_checkpoint, train_model
+from edgeops.pipeline.prepare import load_split, read_manifest
+from edgeops.pipeline.train import save_checkpoint, train_model
+from edgeops.vision import get_task
 
 
 def main() -> None:
     params = load_params()
     manifest = read_manifest(PREPARED)
+    task = get_task(manifest["task"])
     train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
-    model, history = train_model(params.train, train, val, len(manifest["classes"]), params.seed, log)
+    model, history = train_model(params, train, val, manifest["classes"], log)
     meta = {
-        "model": params.train.model,
+        "task": manifest["task"],
+        "model": params.settings.model,
         "classes": manifest["classes"],
         "image_size": manifest["image_size"],
         "dataset_fingerprint": manifest["fingerprint"],
@@ -27,10 +30,11 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    best = max(row["val_accuracy"] for row in history)
+    best = max(row["val_score"] for row in history)
     TRAIN_METRICS.parent.mkdir(parents=True, exist_ok=True)
-    TRAIN_METRICS.write_text(json.dumps({"best_val_accuracy": best, "epochs": len(history)}, indent=2))
-    log(f"train: best val accuracy {best:.4f}, checkpoint {CHECKPOINT}")
+    summary = {"metric": task.metric, "best_val_score": best, "epochs": len(history)}
+    TRAIN_METRICS.write_text(json.dumps(summary, indent=2))
+    log(f"train: best val {task.metric} {best:.4f}, checkpoint {CHECKPOINT}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from edgeops.models import SmallCNN
+from edgeops.vision.classification.models import SmallCNN
 
 
 def add_activation_outliers(model: SmallCNN, scale: float, channels: list[int]) -> SmallCNN:

@@ -19,27 +19,44 @@ app = typer.Typer(
 )
 
 
-def set_data_path(params_file: Path, data: Path) -> None:
-    """Write data.path into params.yaml, keeping its comments, so `dvc repro` sees the same input."""
+def set_params(params_file: Path, updates: dict[str, dict[str, str] | str]) -> None:
+    """Write keys into params.yaml, keeping its comments, so `dvc repro` sees the same input."""
     from ruamel.yaml import YAML
 
     from edgeops.config import load_params
 
     load_params(params_file)  # refuse to edit a file that is already invalid
-    if not data.is_dir():
-        raise EdgeopsError(f"--data {data} is not a folder: pass an ImageFolder (one sub-folder per class)")
     yaml = YAML()
     yaml.preserve_quotes = True
     doc = yaml.load(params_file.read_text())
-    doc.setdefault("data", {})["path"] = str(data)
+    for key, value in updates.items():
+        if isinstance(value, dict):
+            section = doc.setdefault(key, {})
+            for sub, sub_value in value.items():
+                section[sub] = sub_value
+        else:
+            doc[key] = value
     with open(params_file, "w") as f:
         yaml.dump(doc, f)
+    load_params(params_file)
+
+
+def choose_task(data: Path, task: str | None) -> tuple[str, str]:
+    """(task, why) for a dataset folder: --task wins, else the layout decides."""
+    from edgeops.vision import detect_task, get_task
+
+    if not data.is_dir():
+        raise EdgeopsError(f"--data {data} is not a folder (or does not exist): pass your dataset's folder")
+    if task is not None:
+        return get_task(task).name, "--task"
+    name, layout = detect_task(data)
+    return name, f"the layout: {layout}"
 
 
 def summary_table(root: Path = Path(".")) -> str:
     from edgeops.config import load_params
     from edgeops.paths import REGISTRATION, REPORT, SELECTION, variant_metrics
-    from edgeops.report import speedup
+    from edgeops.pipeline.report import speedup
 
     params = load_params(root / "params.yaml")
     results = {}
@@ -51,7 +68,8 @@ def summary_table(root: Path = Path(".")) -> str:
         raise EdgeopsError("no results yet: run `edgeops run` (or `dvc repro`) first")
     selection = json.loads((root / SELECTION).read_text()) if (root / SELECTION).exists() else {}
     chosen = selection.get("selected")
-    head = f"{'variant':<12}{'precision':<10}{'accuracy':>9}{'p50 f32':>10}{'p50 dflt':>10}{'size MB':>9}{'speed-up':>9}"
+    metric = next((r["metric"] for r in results.values() if "metric" in r), "score")
+    head = f"{'variant':<12}{'precision':<10}{metric:>9}{'p50 f32':>10}{'p50 dflt':>10}{'size MB':>9}{'speed-up':>9}"
     lines = [head, "-" * len(head)]
     for v, r in results.items():
         if r.get("status") != "ok":
@@ -59,7 +77,7 @@ def summary_table(root: Path = Path(".")) -> str:
             continue
         mark = " *" if v == chosen else ""
         lines.append(
-            f"{v:<12}{r['precision']:<10}{r['accuracy']:>9.4f}{r['benchmark']['f32']['latency_ms_p50']:>8.3f}ms"
+            f"{v:<12}{r['precision']:<10}{r['score']:>9.4f}{r['benchmark']['f32']['latency_ms_p50']:>8.3f}ms"
             f"{r['benchmark']['default']['latency_ms_p50']:>8.3f}ms{r['size_mb']:>9.3f}"
             f"{speedup(results, v) or 0:>8.2f}x{mark}"
         )
@@ -82,7 +100,11 @@ def summary_table(root: Path = Path(".")) -> str:
 @app.command()
 def run(
     data: Path | None = typer.Option(
-        None, help="ImageFolder to train on (written to data.path in params.yaml)"
+        None,
+        help="dataset folder to train on (written to data.path in params.yaml); its layout picks the task",
+    ),
+    task: str | None = typer.Option(
+        None, help="classification | segmentation: overrides the task the layout suggests (with --data)"
     ),
     params: Path = typer.Option(Path("params.yaml"), help="the pipeline parameters"),
 ) -> None:
@@ -90,22 +112,25 @@ def run(
 
     def main() -> None:
         from edgeops.config import load_params
-        from edgeops.data.imagefolder import scan_image_folder
-        from edgeops.paths import DEMO_DATA
-        from edgeops.prefect_local import TemporaryServer, embedded_defaults
+        from edgeops.orchestration.prefect_local import TemporaryServer, embedded_defaults
+        from edgeops.paths import DEMO_DATA, DEMO_SEGMENTATION_DATA
+        from edgeops.pipeline.prepare import scan_dataset
 
         config = load_params(params)
-        data_path = data if data is not None else Path(config.data.path)
-        if data_path != DEMO_DATA:  # the demo stage makes the demo data
-            # DVC hashes the folder before prepare runs: fail on a broken layout now, in our words
-            scan_image_folder(data_path)
         if not (Path("dvc.yaml").is_file() and Path("flows/pipeline.py").is_file()):
             raise EdgeopsError(
                 f"{Path.cwd()} is not an edgeops project (no dvc.yaml and flows/): cd into your edgeops clone"
             )
         if data is not None:
-            set_data_path(params, data)
-            typer.echo(f"params.yaml: data.path = {data}")
+            chosen, why = choose_task(data, task)
+            set_params(params, {"task": chosen, "data": {"path": str(data)}})
+            typer.echo(f"params.yaml: task = {chosen} (from {why}), data.path = {data}")
+            config = load_params(params)
+        elif task is not None:
+            raise EdgeopsError("--task needs --data (or set `task` in params.yaml)")
+        if Path(config.data.path) not in (DEMO_DATA, DEMO_SEGMENTATION_DATA):  # the demo stage makes those
+            # DVC hashes the folder before prepare runs: fail on a broken layout now, in our words
+            scan_dataset(config)
         embedded_defaults()
         with TemporaryServer() as prefect_api:  # starts while Prefect is being imported
             where = "a temporary local server" if prefect_api.proc else "PREFECT_API_URL"
@@ -130,9 +155,9 @@ def init(params: Path = typer.Option(Path("params.yaml"), help="the pipeline par
     Creating them takes a few seconds that would otherwise land on the first pipeline run."""
 
     def main() -> None:
-        from edgeops import registry
         from edgeops.config import load_params
-        from edgeops.prefect_local import TemporaryServer, embedded_defaults
+        from edgeops.orchestration.prefect_local import TemporaryServer, embedded_defaults
+        from edgeops.registry import tracking as registry
 
         config = load_params(params)
         embedded_defaults()
@@ -157,31 +182,38 @@ def summary() -> None:
 
 @app.command("validate-data")
 def validate_data(
-    path: Path = typer.Argument(..., help="ImageFolder to check"),
+    path: Path = typer.Argument(..., help="dataset folder to check"),
+    task: str | None = typer.Option(None, help="classification | segmentation (default: from the layout)"),
     params: Path = typer.Option(
         Path("params.yaml"), help="pipeline parameters (split, sizes); defaults if absent"
     ),
-    image_size: int | None = typer.Option(
-        None, help="decode and resize to this size (default: data.image_size)"
-    ),
+    image_size: int | None = typer.Option(None, help="decode and resize to this size (default: the task's)"),
 ) -> None:
-    """Check a dataset the way the prepare stage will (layout, class sizes, every image), without running it."""
+    """Check a dataset the way the prepare stage will (layout, pairing, every file), without running it."""
 
     def main() -> None:
         from edgeops.config import Params, load_params
-        from edgeops.data.imagefolder import load_images, scan_image_folder
-        from edgeops.data.split import stratified_split
+        from edgeops.images import unreadable_error
+        from edgeops.vision import get_task
 
-        config = load_params(params) if params.exists() else Params()
-        folder = scan_image_folder(path)
-        stratified_split(folder, config.data.split, config.seed, config.data.min_images_per_class)
-        load_images(folder, folder.samples, image_size or config.data.image_size)
-        counts: dict[str, int] = {}
-        for s in folder.samples:
-            counts[folder.classes[s.label]] = counts.get(folder.classes[s.label], 0) + 1
-        if folder.ignored:
-            typer.echo(f"ignored: {'; '.join(folder.ignored)}")
-        typer.echo(f"ok: {len(folder.samples)} images, {len(folder.classes)} classes: {counts}")
+        name, why = choose_task(path, task)
+        config = (load_params(params) if params.exists() else Params()).model_copy(update={"task": name})
+        vision_task = get_task(name)
+        dataset = vision_task.scan(path, config.data.min_images_per_class)
+        fractions = config.data.split.model_dump()
+        vision_task.split(dataset, fractions, config.seed, config.data.min_images_per_class)
+        indices = list(range(len(dataset.items)))
+        _, bad = vision_task.decode(dataset, indices, image_size or config.settings.image_size, False, None)
+        if bad:
+            raise unreadable_error(bad)
+        for note in dataset.notes:
+            typer.echo(note)
+        if dataset.ignored:
+            typer.echo(f"ignored: {'; '.join(dataset.ignored)}")
+        typer.echo(
+            f"ok: {name} (from {why}), {dataset.layout}: {len(dataset.items)} images, "
+            f"{len(dataset.classes)} classes: {', '.join(dataset.classes)}"
+        )
 
     run_main(main)
 
@@ -192,36 +224,44 @@ def predict(
     model: Path = typer.Option(
         Path("models/selected"), help="model folder (model.xml, model.bin, model.json)"
     ),
-    top_k: int = typer.Option(3, min=1, help="how many labels to print per image"),
+    top_k: int = typer.Option(3, min=1, help="classification: how many labels to print per image"),
+    out: Path | None = typer.Option(
+        None, help="write the task's pictures here (segmentation: <stem>_mask.png + <stem>_overlay.png)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
 ) -> None:
-    """Classify images with an exported model, through the OpenVINO runtime."""
+    """Run an exported model on image files through the OpenVINO runtime and print its answers."""
 
     def main() -> None:
-        import numpy as np
-
-        from edgeops.data.imagefolder import load_rgb
-        from edgeops.runtime import compile_model, read_model_json, softmax
+        from edgeops.files import read_model_json
+        from edgeops.images import model_input, open_image, to_rgb
+        from edgeops.runtime import compile_model, raw_output
+        from edgeops.vision import get_task
 
         contract = read_model_json(model)
-        labels = contract["labels"]
+        task, labels = get_task(contract["task"]), contract["labels"]
         _, height, width, _ = contract["input"]["shape"]
         compiled = compile_model(model)
+        target = out if out is not None else Path("predictions")
         for path in images:
             if not path.is_file():
                 raise EdgeopsError(f"{path} is not a file")
             try:
-                pixels = load_rgb(path, (width, height))
+                with open_image(path) as img:
+                    pixels = model_input(img, (width, height))
+                    original = to_rgb(img)
             except Exception as e:
                 raise EdgeopsError(f"{path} is not a readable image: {e}") from None
-            scores = softmax(np.asarray(compiled([pixels[None]])[compiled.output(0)]).reshape(-1))
-            best = np.argsort(-scores)[:top_k]
+            answer = task.answer(raw_output(compiled, pixels), original.size, labels, top_k)
+            written = task.save_answer(answer, original, target, path.stem)
             if as_json:
-                typer.echo(
-                    json.dumps({"image": str(path), "top": [[labels[i], float(scores[i])] for i in best]})
-                )
+                shown = {k: v for k, v in answer.items() if k != "mask_png_base64"}
+                typer.echo(json.dumps({"image": str(path), **shown, "files": [str(w) for w in written]}))
             else:
-                typer.echo(f"{path}: " + ", ".join(f"{labels[i]} {scores[i]:.3f}" for i in best))
+                typer.echo(
+                    f"{path}: {task.summary_line(answer)}"
+                    + (f" -> {', '.join(map(str, written))}" if written else "")
+                )
 
     run_main(main)
 
@@ -234,7 +274,7 @@ def serve(
     """Serve the pipeline as a Prefect deployment that runs on a cron schedule (blocks; Ctrl-C stops)."""
 
     def main() -> None:
-        from edgeops.prefect_local import embedded_defaults
+        from edgeops.orchestration.prefect_local import embedded_defaults
 
         embedded_defaults()
         from prefect.client.schemas.schedules import CronSchedule
@@ -255,7 +295,7 @@ def serve(
 def _mount_optional_apps() -> None:
     """Registry and edge commands live in their own modules (the edge agent installs without torch)."""
     try:
-        from edgeops.cli_models import models_app, promote_command
+        from edgeops.registry.cli import models_app, promote_command
 
         app.add_typer(models_app, name="models", help="Registered model versions in MLflow")
         app.command("promote")(promote_command)

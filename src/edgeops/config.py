@@ -12,7 +12,6 @@ from edgeops.errors import EdgeopsError
 
 PARAMS_FILE = "params.yaml"
 
-ModelName = Literal["small_cnn", "mobilenet_v3_small", "resnet18"]
 ALL_VARIANTS: tuple[str, ...] = ("fp32", "fp16", "ptq", "ptq_ac", "qat", "prune_int8")
 
 
@@ -35,18 +34,26 @@ class SplitConfig(Strict):
 
 class DataConfig(Strict):
     path: str = "data/demo"
-    image_size: int = Field(32, ge=16, le=1024, description="model input height = width")
     split: SplitConfig = SplitConfig()
-    min_images_per_class: int = Field(5, ge=3)
+    min_images_per_class: int = Field(5, ge=3, description="classification: images per class at least")
+
+
+class TaskSettings(Strict):
+    """What differs per task: the model, its input size and the training length (params.yaml `by_task`)."""
+
+    model: str
+    image_size: int = Field(ge=16, le=1024, description="model input height = width")
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
 
 
 class TrainConfig(Strict):
-    model: ModelName = "small_cnn"
-    epochs: int = Field(8, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    """Training settings every task shares; model, size, epochs, batch size and lr are in `by_task`."""
+
     weight_decay: float = Field(1e-4, ge=0)
     augment: bool = True
+    pretrained: bool = Field(False, description="start from ImageNet weights (torchvision backbones)")
     num_threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
 
 
@@ -105,18 +112,21 @@ class BenchmarkConfig(Strict):
 
 
 class GatesConfig(Strict):
-    """Used both to select a variant and to promote a registered version."""
+    """Used both to select a variant and to promote a registered version. The score is the task's
+    primary metric: top-1 accuracy (classification), mIoU (segmentation)."""
 
-    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="vs FP32 of the same run")
+    max_score_drop: float = Field(0.01, ge=0, le=1, description="absolute, vs FP32 of the same run")
     latency_budget_ms: float | None = Field(None, gt=0)
     max_size_mb: float | None = Field(None, gt=0)
-    min_accuracy: float | None = Field(None, ge=0, le=1)
+    min_score: float | None = Field(None, ge=0, le=1)
 
 
 class MlflowConfig(Strict):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "edgeops"
-    model_name: str = Field("edgeops-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model_name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="registered model; default edgeops-<task>"
+    )
 
 
 class Target(Strict):
@@ -139,10 +149,17 @@ class TargetsConfig(Strict):
     production: list[Target] = []
 
 
+def _default_settings() -> dict[str, TaskSettings]:
+    from edgeops.vision import get_task, task_names
+
+    return {name: TaskSettings(**vars(get_task(name).defaults)) for name in task_names()}
+
+
 class Params(Strict):
     seed: int = 0
-    task: Literal["classification"] = "classification"
+    task: str = "classification"
     data: DataConfig = DataConfig()
+    by_task: dict[str, TaskSettings] = Field(default_factory=_default_settings)
     train: TrainConfig = TrainConfig()
     compress: CompressConfig = CompressConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
@@ -150,12 +167,59 @@ class Params(Strict):
     mlflow: MlflowConfig = MlflowConfig()
     targets: TargetsConfig = TargetsConfig()
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        from edgeops.vision import task_names
+
+        if task not in task_names():
+            raise ValueError(f"unknown task {task!r}: one of {', '.join(task_names())}")
+        return task
+
+    @model_validator(mode="after")
+    def _models_exist(self) -> Params:
+        from edgeops.vision import get_task, task_names
+
+        for name, settings in self.by_task.items():
+            if name not in task_names():
+                raise ValueError(f"by_task.{name}: unknown task (one of {', '.join(task_names())})")
+            zoo = get_task(name).models
+            if settings.model not in zoo:
+                raise ValueError(f"by_task.{name}.model {settings.model!r} is not one of {', '.join(zoo)}")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The registered model's name in MLflow: mlflow.model_name, or edgeops-<task>."""
+        return self.mlflow.model_name or f"edgeops-{self.task}"
+
+    @property
+    def settings(self) -> TaskSettings:
+        """The settings of the selected task (params.yaml `by_task.<task>`, or the task's defaults)."""
+        if self.task in self.by_task:
+            return self.by_task[self.task]
+        return _default_settings()[self.task]
+
+
+# keys of earlier params.yaml files and where they live now
+MOVED_KEYS = {
+    "data.image_size": "by_task.<task>.image_size",
+    "train.model": "by_task.<task>.model",
+    "train.epochs": "by_task.<task>.epochs",
+    "train.batch_size": "by_task.<task>.batch_size",
+    "train.lr": "by_task.<task>.lr",
+    "gates.max_accuracy_drop": "gates.max_score_drop",
+    "gates.min_accuracy": "gates.min_score",
+}
+
 
 def _describe(error: ValidationError, source: str) -> str:
     problems = []
     for e in error.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and where in MOVED_KEYS:
+            problems.append(f"'{where}' is now '{MOVED_KEYS[where]}'")
+        elif e["type"] == "extra_forbidden":
             problems.append(f"unknown key '{where}'")
         else:
             problems.append(f"'{where}': {e['msg']}")

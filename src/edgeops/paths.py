@@ -3,6 +3,7 @@
 from pathlib import Path
 
 DEMO_DATA = Path("data/demo")
+DEMO_SEGMENTATION_DATA = Path("data/demo-segmentation")
 PREPARED = Path("data/prepared")
 CHECKPOINT = Path("checkpoints/model.pt")
 TRAIN_HISTORY = Path("plots/train_history.csv")
@@ -10,12 +11,11 @@ TRAIN_METRICS = Path("metrics/train.json")
 MODELS = Path("models")
 SELECTED = MODELS / "selected"
 VARIANT_METRICS = Path("metrics/variants")
-PREDICTIONS = Path("plots/predictions")
+PICTURES = Path("plots/pictures")
 SUMMARY = Path("metrics/summary.json")
 SELECTION = Path("reports/selection.json")
 REPORT = Path("reports/compression.md")
-PARETO_PLOT = Path("reports/accuracy_vs_latency.png")
-CONFUSION_PLOTS = Path("plots/confusion")
+PARETO_PLOT = Path("reports/metric_vs_latency.png")
 REGISTRATION = Path("reports/registration.json")
 
 
@@ -27,5 +27,5 @@ def variant_metrics(variant: str) -> Path:
     return VARIANT_METRICS / f"{variant}.json"
 
 
-def confusion_plot(variant: str) -> Path:
-    return CONFUSION_PLOTS / f"{variant}.png"
+def variant_pictures(variant: str) -> Path:
+    return PICTURES / variant

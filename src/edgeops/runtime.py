@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
-
-from edgeops.errors import EdgeopsError
 
 _core: ov.Core | None = None
 
@@ -19,30 +16,6 @@ def core() -> ov.Core:
     if _core is None:
         _core = ov.Core()
     return _core
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_model_json(model_dir: str | Path, verify: bool = True) -> dict:
-    model_dir = Path(model_dir)
-    meta_path = model_dir / "model.json"
-    if not meta_path.exists():
-        raise EdgeopsError(f"{meta_path} not found: pass a folder made by the pipeline (models/<variant>)")
-    meta = json.loads(meta_path.read_text())
-    if verify:
-        for name, expected in meta["files"].items():
-            path = model_dir / name
-            if not path.exists():
-                raise EdgeopsError(f"{path} is missing: the model folder is incomplete")
-            if sha256_file(path) != expected:
-                raise EdgeopsError(f"{path} does not match its sha256 in model.json: the file is corrupt")
-    return meta
 
 
 def compile_model(
@@ -55,20 +28,20 @@ def compile_model(
     return core().compile_model(Path(model_dir) / "model.xml", "CPU", config)
 
 
-def predict_logits(compiled: ov.CompiledModel, images: np.ndarray) -> np.ndarray:
-    """Runs u8 NHWC images one at a time (the IR has batch 1); returns logits (N, classes)."""
+def predict_all(
+    compiled: ov.CompiledModel, images: np.ndarray, decode: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Runs u8 NHWC images one at a time (the IR has batch 1); `decode` (a task's decode_output) turns
+    each raw output into its prediction right away, so large outputs (score maps) are not all kept."""
     request = compiled.create_infer_request()
     output = compiled.output(0)
-    rows = []
-    for i in range(len(images)):
-        rows.append(np.array(request.infer([images[i : i + 1]])[output]).reshape(-1))
-    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+    rows = [decode(np.asarray(request.infer([images[i : i + 1]])[output]))[0] for i in range(len(images))]
+    return np.stack(rows) if rows else np.zeros((0,), np.int64)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+def raw_output(compiled: ov.CompiledModel, image: np.ndarray) -> np.ndarray:
+    """The first output of one u8 HxWx3 image, as the IR returns it (batch 1)."""
+    return np.asarray(compiled([image[None]])[compiled.output(0)])
 
 
 def cpu_info() -> dict:

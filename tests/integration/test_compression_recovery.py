@@ -18,13 +18,14 @@ import openvino as ov
 import pytest
 import torch
 
-from edgeops import compress
 from edgeops.config import DataConfig, PtqAcConfig, PtqConfig, QatConfig, SplitConfig, TrainConfig
-from edgeops.data.demo import make_demo_dataset
-from edgeops.data.prepare import Split, load_split, prepare_dataset
-from edgeops.models import SmallCNN, normalize
+from edgeops.pipeline import compress
+from edgeops.pipeline.prepare import Split, load_split, prepare_dataset
+from edgeops.pipeline.train import train_model
 from edgeops.runtime import core, predict_logits
-from edgeops.train import train_model
+from edgeops.vision.classification.demo import make_demo_dataset
+from edgeops.vision.classification.models import SmallCNN
+from edgeops.vision.preprocess import normalize
 from tests.compression_helpers import add_activation_outliers, drop_margin
 
 pytestmark = pytest.mark.integration

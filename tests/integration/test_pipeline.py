@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import yaml
 
-from edgeops.data.demo import make_demo_dataset
-from edgeops.data.imagefolder import load_rgb
-from edgeops.runtime import compile_model, read_model_json
+from edgeops.files import read_model_json
+from edgeops.runtime import compile_model
+from edgeops.vision.classification.dataset import load_rgb
+from edgeops.vision.classification.demo import make_demo_dataset
 from tests.unit.edge_helpers import free_port, stop_process_group
 
 pytestmark = pytest.mark.integration
@@ -175,7 +176,7 @@ def test_mlflow_has_runs_metrics_and_the_registered_version(pipeline_run, mlflow
 
 
 def test_prefect_recorded_one_task_per_dvc_stage(pipeline_run, prefect_server):
-    from edgeops.dvcgraph import stage_order
+    from edgeops.orchestration.dvcgraph import stage_order
 
     project = pipeline_run["project"]
     code = (

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeops import promotion
-from edgeops.cli_models import models_app
 from edgeops.config import Params, parse_params
 from edgeops.errors import EdgeopsError
+from edgeops.registry.cli import models_app
 from tests.unit.edge_helpers import (
     MlflowServer,
     build_model,

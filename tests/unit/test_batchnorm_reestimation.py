@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from edgeops.data.prepare import Split
 from edgeops.errors import EdgeopsError
-from edgeops.models import build_model, normalize
-from edgeops.train import accuracy, fit, reestimate_batchnorm, seed_everything
+from edgeops.pipeline.prepare import Split
+from edgeops.pipeline.train import accuracy, fit, reestimate_batchnorm, seed_everything
+from edgeops.vision.classification.models import build_model
+from edgeops.vision.preprocess import normalize
 
 
 def _shapes_split(n_per_class: int, size: int, seed: int) -> Split:

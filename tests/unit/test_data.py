@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 
 from edgeops.config import DataConfig, SplitConfig
-from edgeops.data.imagefolder import fingerprint, load_images, load_rgb, scan_image_folder
-from edgeops.data.prepare import load_split, prepare_dataset, read_manifest
-from edgeops.data.split import stratified_split
 from edgeops.errors import EdgeopsError
+from edgeops.pipeline.prepare import load_split, prepare_dataset, read_manifest
+from edgeops.vision.classification.dataset import fingerprint, load_images, load_rgb, scan_image_folder
+from edgeops.vision.classification.split import stratified_split
 from tests.helpers import write_image_folder
 
 

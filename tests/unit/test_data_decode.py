@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeops.data.imagefolder import (
+from edgeops.errors import EdgeopsError
+from edgeops.vision.classification.dataset import (
     JPEG_DRAFT_FACTOR,
     load_images,
     load_rgb,
     scan_image_folder,
     to_rgb,
 )
-from edgeops.errors import EdgeopsError
 from tests.helpers import write_image_folder
 
 

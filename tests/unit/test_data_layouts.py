@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from edgeops.data.imagefolder import load_images, printable, scan_image_folder
 from edgeops.errors import EdgeopsError
+from edgeops.vision.classification.dataset import load_images, printable, scan_image_folder
 from tests.helpers import write_image_folder
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeops.dvc_worker import FAILED, DvcWorker
 from edgeops.errors import EdgeopsError
-from edgeops.prefect_local import TemporaryServer
+from edgeops.orchestration.dvc_worker import FAILED, DvcWorker
+from edgeops.orchestration.prefect_local import TemporaryServer
 from tests.unit.edge_helpers import free_port
 
 BIN = Path(sys.executable).parent

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from edgeops.errors import EdgeopsError
-from edgeops.export import to_openvino, with_preprocessing, write_model_dir
-from edgeops.models import build_model, normalize
-from edgeops.runtime import compile_model, predict_logits, read_model_json, sha256_file
+from edgeops.files import read_model_json, sha256_file
+from edgeops.pipeline.export import to_openvino, with_preprocessing, write_model_dir
+from edgeops.runtime import compile_model, predict_logits
+from edgeops.vision.classification.models import build_model
+from edgeops.vision.preprocess import normalize
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import tasks.compress
-from edgeops import compress
 from edgeops.config import PruneConfig, QatConfig
-from edgeops.data.prepare import Split
-from edgeops.models import build_model
+from edgeops.pipeline import compress
+from edgeops.pipeline.prepare import Split
+from edgeops.vision.classification.models import build_model
 
 
 def _split(n: int, seed: int) -> Split:

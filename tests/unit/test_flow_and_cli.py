@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from edgeops.config import load_params
-from edgeops.dvcgraph import stage_order
+from edgeops.orchestration.dvcgraph import stage_order
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGEOPS = Path(sys.executable).parent / "edgeops"
@@ -81,8 +81,8 @@ def test_validate_data_reports_counts(tmp_path):
 def test_predict_on_a_non_image_is_a_clear_error(tmp_path):
     import torch
 
-    from edgeops.export import to_openvino, with_preprocessing, write_model_dir
-    from edgeops.models import build_model
+    from edgeops.pipeline.export import to_openvino, with_preprocessing, write_model_dir
+    from edgeops.vision.classification.models import build_model
 
     torch.manual_seed(0)
     meta = {"task": "classification", "variant": "fp32", "precision": "FP32", "labels": ["a", "b"]}

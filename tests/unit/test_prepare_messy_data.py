@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from edgeops.config import DataConfig
-from edgeops.data.prepare import prepare_dataset
 from edgeops.errors import EdgeopsError
+from edgeops.pipeline.prepare import prepare_dataset
 from tests.helpers import write_image_folder
 
 

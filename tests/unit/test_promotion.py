@@ -17,9 +17,9 @@ import typer
 from typer.testing import CliRunner
 
 from edgeops import promotion
-from edgeops.cli_models import models_app, promote_command
 from edgeops.config import GatesConfig, Params, parse_params
 from edgeops.errors import EdgeopsError
+from edgeops.registry.cli import models_app, promote_command
 from tests.unit.edge_helpers import build_model, good_tags, register_version
 
 NAME = "clf"

@@ -9,11 +9,11 @@ import pytest
 import torch
 from nncf.torch.function_hook.pruning.magnitude.schedulers import ExponentialMagnitudePruningScheduler
 
-from edgeops import compress
 from edgeops.config import PruneConfig
-from edgeops.data.prepare import Split
-from edgeops.models import build_model
-from edgeops.train import fit
+from edgeops.pipeline import compress
+from edgeops.pipeline.prepare import Split
+from edgeops.pipeline.train import fit
+from edgeops.vision.classification.models import build_model
 
 
 def _split(n: int, size: int = 16, seed: int = 0) -> Split:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeops.registry import variant_metrics
+from edgeops.registry.tracking import variant_metrics
 
 LABELS = ["cat, striped", 'say "cheese"', "café au lait", "a/b", "x?y*z", "x_y_z", "plain"]
 

@@ -2,7 +2,7 @@ import pytest
 
 from edgeops.config import GatesConfig
 from edgeops.errors import EdgeopsError
-from edgeops.selection import candidates, check_gates, choose, pareto_front
+from edgeops.pipeline.selection import candidates, check_gates, choose, pareto_front
 
 
 def result(acc, p50, size, status="ok"):

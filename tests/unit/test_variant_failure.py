@@ -10,7 +10,7 @@ import pytest
 import tasks.compress
 import tasks.evaluate
 from edgeops.config import GatesConfig
-from edgeops.selection import candidates, choose
+from edgeops.pipeline.selection import candidates, choose
 
 
 def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):

@@ -34,12 +34,13 @@ from edgeops.edge.publish import (
     REQUIRED_FILES,
     check_name,
     read_pointer,
-    sha256_bytes,
-    sha256_file,
     version_prefix,
 )
 from edgeops.edge.targets import Store, TargetError, deadline
 from edgeops.errors import EdgeopsError
+from edgeops.files import sha256_bytes, sha256_file, write_json_atomic
+from edgeops.images import model_input, open_image
+from edgeops.vision import get_task
 
 STATE = "state.json"
 HISTORY_LIMIT = 50
@@ -86,20 +87,11 @@ def read_state(agent_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _record(agent_dir: Path, state: dict[str, Any], action: str, version: str, **extra: Any) -> None:
     history = list(state.get("history", []))
     history.append({"when": _now(), "action": action, "version": version, **extra})
     state["history"] = history[-HISTORY_LIMIT:]
-    _write_json_atomic(agent_dir / STATE, state)
+    write_json_atomic(agent_dir / STATE, state)
 
 
 @contextlib.contextmanager
@@ -434,12 +426,6 @@ def status(agent_dir: Path) -> dict[str, Any]:
 DEFAULT_MAX_PIXELS = 40_000_000  # ~ 6300 x 6300: above this, an upload is a decompression bomb to us
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - np.max(logits)
-    e = np.exp(z)
-    return np.asarray(e / e.sum())
-
-
 class EdgeModel:
     """A compiled model of one version folder. Thread-safe: a small pool of infer requests."""
 
@@ -450,6 +436,7 @@ class EdgeModel:
         self.meta: dict[str, Any] = json.loads((self.folder / "model.json").read_text())
         self.version = self.folder.name
         self.labels: list[str] = [str(x) for x in self.meta.get("labels", [])]
+        self.task = get_task(str(self.meta.get("task", "classification")))
         shape = self.meta.get("input", {}).get("shape") or [1, 0, 0, 3]
         self.height, self.width = int(shape[1]), int(shape[2])
         self.compiled = ov.Core().compile_model(
@@ -472,40 +459,41 @@ class EdgeModel:
         finally:
             self._requests.put(request)
 
-    def preprocess(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
+    def preprocess(
+        self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """Model input (1, H, W, 3) u8 and the original (width, height), decoded as in training."""
+        from PIL import UnidentifiedImageError
 
         try:
-            img = Image.open(io.BytesIO(data))  # lazy: reads the header only
+            img = open_image(io.BytesIO(data))  # lazy: reads the header only
         except UnidentifiedImageError:
             raise BadImage(
                 "not an image (could not identify the format): upload a JPEG or PNG", 400
             ) from None
-        except Image.DecompressionBombError:
+        except ValueError:  # Pillow's own decompression-bomb limit
             raise BadImage(f"image too large (over {max_pixels} pixels)", 413) from None
         w, h = img.size
         if w * h > max_pixels:
             raise BadImage(f"image too large: {w}x{h} is over {max_pixels} pixels", 413)
         try:
-            rgb = img.convert("RGB").resize((self.width, self.height), Image.Resampling.BILINEAR)
+            pixels = model_input(img, (self.width, self.height))
         except (OSError, ValueError, SyntaxError) as e:  # truncated / corrupt payloads
             raise BadImage(f"corrupt image: {e}", 400) from None
-        return np.asarray(rgb, dtype=np.uint8)[None]
+        return pixels[None], (w, h)
 
     def predict_bytes(
         self, data: bytes, top_k: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> dict[str, Any]:
-        logits = self.infer(self.preprocess(data, max_pixels)).reshape(-1)
-        if not np.all(np.isfinite(logits)):
+        batch, original_size = self.preprocess(data, max_pixels)
+        raw = self.infer(batch)
+        if not np.all(np.isfinite(raw)):
             raise InferenceError(
                 f"v{self.version} produced non-finite scores (NaN/inf): the model is broken, "
                 "roll back with `edgeops edge rollback`"
             )
-        scores = softmax(logits)
-        order = np.argsort(-scores)[: max(1, top_k)]
-        labels = self.labels or [str(i) for i in range(len(scores))]
-        top = [{"label": labels[i] if i < len(labels) else str(i), "score": float(scores[i])} for i in order]
-        return {"version": self.version, "label": top[0]["label"], "score": top[0]["score"], "top": top}
+        labels = self.labels or [str(i) for i in range(int(raw.shape[1]))]
+        return {"version": self.version, **self.task.answer(raw, original_size, labels, top_k)}
 
 
 def _current_folder(agent_dir: Path) -> Path:

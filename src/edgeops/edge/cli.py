@@ -130,9 +130,10 @@ def serve(
 def predict(
     images: Annotated[list[Path], typer.Argument(help="image files")],
     dir: DirOpt,
-    top_k: Annotated[int, typer.Option(help="labels per image")] = 3,
+    top_k: Annotated[int, typer.Option(help="classification: labels per image")] = 3,
 ) -> None:
-    """Classify images with the current model; one JSON line per image (exit 2 if any failed)."""
+    """Run the current model on images; one JSON line per image, as `edge serve` answers (exit 2 if any
+    failed). Segmentation answers carry the mask at the image's size as a base64 PNG."""
     model = run_main(lambda: agent.load_current(dir))
     failed = 0
     for path in images:

@@ -13,7 +13,6 @@ with the right sha256 and does not rewrite an identical pointer (idempotent).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 from edgeops.edge.targets import KeyMissing, PreconditionFailed, Store, TargetError
 from edgeops.errors import EdgeopsError
+from edgeops.files import read_model_json, sha256_bytes, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -47,36 +47,9 @@ def version_prefix(model: str, version: str) -> str:
     return f"{check_name('model name', model)}/{check_name('version', version)}/"
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def canonical_json(obj: Any) -> bytes:
     """Deterministic bytes so identical content always has an identical sha256."""
     return (json.dumps(obj, sort_keys=True, indent=2) + "\n").encode()
-
-
-def read_model_json(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "model.json"
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeopsError(
-            f"{path} not found: export the model first (expects model.xml, model.bin, model.json)"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise EdgeopsError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict):
-        raise EdgeopsError(f"{path}: expected a JSON object")
-    return meta
 
 
 def build_manifest(model_dir: Path, model: str, version: str) -> dict[str, Any]:
@@ -86,7 +59,7 @@ def build_manifest(model_dir: Path, model: str, version: str) -> dict[str, Any]:
             raise EdgeopsError(
                 f"{model_dir / name} missing: a model folder holds {', '.join(REQUIRED_FILES)}"
             )
-    meta = read_model_json(model_dir)
+    meta = read_model_json(model_dir, verify=False)
     files: dict[str, dict[str, Any]] = {}
     for path in sorted(model_dir.iterdir()):
         if path.is_file() and not path.name.startswith(".") and path.name != MANIFEST:

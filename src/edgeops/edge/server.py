@@ -198,7 +198,9 @@ def create_app(
         # describe what is being *served* (the files may already point at a newer version)
         info.update(
             version=model.version,
+            task=model.task.name,
             labels=model.labels,
+            output=model.meta.get("output", {}),
             input=model.meta.get("input", {}),
             precision=model.meta.get("precision"),
             variant=model.meta.get("variant"),

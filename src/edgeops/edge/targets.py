@@ -12,7 +12,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from edgeops.errors import EdgeopsError
+from edgeops.files import write_atomic
 
 # Total attempts per S3 call (botocore "standard" mode: exponential backoff with jitter on
 # throttling, 5xx, timeouts and connection errors). Overridable for tests / flaky links.
@@ -125,19 +125,7 @@ class FileStore(Store):
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600: devices may read the folder as another user
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)  # readers see the old or the new file, never a partial one
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, data, _FILE_MODE)  # devices may read the folder as another user
 
     def put_bytes(
         self,

@@ -51,24 +51,28 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def variant_metrics(result: dict, fp32_accuracy: float) -> dict[str, float]:
-    """The numbers of one variant's evaluation, as flat MLflow metrics."""
+def variant_metrics(result: dict, fp32_score: float) -> dict[str, float]:
+    """The numbers of one variant's evaluation, as flat MLflow metrics (score = the task's metric)."""
+    metric = metric_safe(result["metric"])
     metrics: dict[str, float] = {
-        "accuracy": result["accuracy"],
-        "accuracy_f32_hint": result["accuracy_f32"],
-        "accuracy_drop": fp32_accuracy - result["accuracy"],
+        metric: result["score"],
+        f"{metric}_f32_hint": result["score_f32"],
+        f"{metric}_drop": fp32_score - result["score"],
         "size_mb": result["size_mb"],
     }
+    for key, value in result["metrics"].items():
+        if isinstance(value, (int | float)) and not isinstance(value, bool) and key != result["metric"]:
+            metrics[f"test.{metric_safe(key)}"] = float(value)
     for hint, row in result["benchmark"].items():
         for key in ("latency_ms_p50", "latency_ms_p90", "throughput_fps"):
             metrics[f"{key}.{hint}"] = row[key]
     for key, value in result.get("compression", {}).items():
         if isinstance(value, (bool, int | float)):
             metrics[f"compression.{key}"] = float(value)
-    for i, (label, acc) in enumerate(result["per_class_accuracy"].items()):
-        if acc is not None:
-            key = f"per_class_accuracy.{metric_safe(label)}"
-            metrics[key if key not in metrics else f"{key}_{i}"] = acc
+    for i, (label, value) in enumerate(result["metrics"].get("per_class", {}).items()):
+        if value is not None:
+            key = f"per_class_{metric}.{metric_safe(label)}"
+            metrics[key if key not in metrics else f"{key}_{i}"] = value
     return metrics
 
 

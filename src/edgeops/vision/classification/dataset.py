@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import warnings
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from edgeops.errors import EdgeopsError
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+from edgeops.images import IMAGE_SUFFIXES, printable
 
 
 @dataclass(frozen=True)
@@ -38,11 +31,6 @@ SPLIT_FOLDER_NAMES = frozenset({"train", "training", "val", "valid", "validation
 def is_hidden(relative: Path) -> bool:
     """A path with any part starting with '.' (.DS_Store, macOS ._IMG.jpg, .ipynb_checkpoints/)."""
     return any(part.startswith(".") for part in relative.parts)
-
-
-def printable(path: Path | str) -> str:
-    """The path as text that can be printed and stored as UTF-8 (undecodable bytes as \\xNN)."""
-    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _is_utf8(name: str) -> bool:
@@ -159,108 +147,3 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
     _check_not_presplit(root, classes)
     hidden = [p.name for p in subdirs if p.name.startswith(".")]
     return ImageFolder(root, classes, samples, _ignored_notes(hidden, empty, skipped))
-
-
-# JPEGs are decoded at a reduced DCT scale that keeps at least this many times the target size: a
-# 6000x4000 photo decodes ~4x faster, and the result differs from a full decode by < 1 level on average.
-JPEG_DRAFT_FACTOR = 4
-_WIDE_GRAY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """PIL's convert("RGB"), except for 16/32-bit grayscale whose values go above 255.
-
-    convert() clips those at 255 (a 16-bit PNG turns almost all white), so they are scaled to
-    8 bits first (x / 257: 65535 -> 255). 16-bit images with values <= 255 convert as PIL does."""
-    if img.mode in _WIDE_GRAY_MODES:
-        values = np.asarray(img)
-        if values.size and int(values.max()) > 255:
-            scaled = np.clip(np.rint(values.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
-            return Image.fromarray(scaled, "L").convert("RGB")
-    return img.convert("RGB")
-
-
-def load_rgb(path: Path, size: int | tuple[int, int]) -> np.ndarray:
-    """Decode to RGB u8 HxWx3, resized (bilinear) to size (an int: square; or (width, height)).
-
-    The same steps as an edge app: PIL convert("RGB") then resize with BILINEAR (see to_rgb for
-    16-bit grayscale; large JPEGs are decoded at a reduced scale, JPEG_DRAFT_FACTOR)."""
-    width, height = (size, size) if isinstance(size, int) else size
-    with warnings.catch_warnings():
-        # large photos are fine (JPEGs decode at a reduced scale); Pillow still refuses > ~179 Mpx
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(path)
-        except Image.DecompressionBombError as e:
-            raise ValueError(f"too large to decode safely ({str(e).split(', could be')[0]})") from None
-        with img:
-            if img.format == "JPEG":
-                img.draft(None, (width * JPEG_DRAFT_FACTOR, height * JPEG_DRAFT_FACTOR))
-            rgb = to_rgb(img).resize((width, height), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
-
-
-def unreadable_reason(path: Path, error: Exception) -> str:
-    """A short reason for an image that cannot be decoded (without repeating its path)."""
-    try:
-        if path.stat().st_size == 0:
-            return "empty file (0 bytes)"
-    except OSError as e:
-        return f"cannot read it ({e.strerror})"
-    if isinstance(error, UnidentifiedImageError):
-        return "not a readable image: corrupt, or another format under an image extension"
-    message = (str(error).strip().splitlines() or [""])[0].replace(str(path), "").replace("''", "").strip()
-    if isinstance(error, ValueError) and message:  # raised by load_rgb with its own wording
-        return message[:120]
-    return f"{type(error).__name__}: {message[:100]}" if message else type(error).__name__
-
-
-def decode_samples(
-    folder: ImageFolder,
-    samples: list[Sample],
-    size: int,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, list[str]]:
-    """Decode all samples: the images (unreadable ones left black) and a "path (reason)" per unreadable file."""
-    out = np.zeros((len(samples), size, size, 3), dtype=np.uint8)
-    bad: list[str] = []
-    for i, sample in enumerate(samples):
-        path = folder.root / sample.path
-        try:
-            out[i] = load_rgb(path, size)
-        except Exception as e:  # any failure to decode a user's file is that file's problem: report it
-            bad.append(f"{printable(path)} ({unreadable_reason(path, e)})")
-        if progress and (i + 1) % 500 == 0:
-            progress(i + 1, len(samples))
-    return out, bad
-
-
-def unreadable_error(bad: list[str]) -> EdgeopsError:
-    """One line naming the unreadable files (the first five, and how many more)."""
-    shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-    return EdgeopsError(f"{len(bad)} unreadable image(s): {shown}. Fix or delete them and rerun")
-
-
-def load_images(
-    folder: ImageFolder,
-    samples: list[Sample],
-    size: int,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Decode all samples; reports every unreadable file by path in one error."""
-    images, bad = decode_samples(folder, samples, size, progress)
-    if bad:
-        raise unreadable_error(bad)
-    return images
-
-
-def fingerprint(folder: ImageFolder) -> str:
-    """sha256 over class names, relative paths and file contents: changes iff the dataset changes."""
-    digest = hashlib.sha256()
-    digest.update("\n".join(folder.classes).encode())
-    for sample in folder.samples:
-        digest.update(f"\n{sample.label}:{sample.path.as_posix()}:".encode())
-        with open(folder.root / sample.path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()

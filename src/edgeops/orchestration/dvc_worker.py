@@ -71,7 +71,7 @@ class DvcWorker:
     def _started(self) -> subprocess.Popen[str]:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edgeops.dvc_worker"],
+                [sys.executable, "-m", "edgeops.orchestration.dvc_worker"],
                 cwd=self.project_dir,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +12,11 @@ import torch
 from openvino.preprocess import ColorFormat, PrePostProcessor
 from torch import nn
 
-from edgeops.models import MEAN, STD
-from edgeops.runtime import sha256_file
+from edgeops.files import IR_FILES, MODEL_FORMAT_VERSION, MODEL_JSON, replaced_dir, sha256_file
+from edgeops.vision import VisionTask, get_task
+from edgeops.vision.preprocess import MEAN, STD
 
 INPUT_NAME = "image"
-OUTPUT_NAME = "logits"
 
 
 def to_openvino(model: nn.Module, image_size: int) -> ov.Model:
@@ -41,8 +40,27 @@ def with_preprocessing(model: ov.Model) -> ov.Model:
     ppp.output().tensor().set_element_type(ov.Type.f32)
     built = ppp.build()
     built.input(0).get_tensor().set_names({INPUT_NAME})
-    built.output(0).get_tensor().set_names({OUTPUT_NAME})
     return built
+
+
+def set_model_info(model: ov.Model, task: VisionTask, labels: list[str]) -> None:
+    """OpenVINO Model API metadata (rt_info model_info), so Model API wrappers can load the IR.
+
+    Our input already takes u8 NHWC RGB and normalizes inside, so the Model API must not do it again:
+    mean 0, scale 1, no channel swap (see docs/model-contract.md)."""
+    info = {
+        "model_type": task.model_api_type,
+        "task_type": task.name,
+        "labels": " ".join(label.replace(" ", "_") for label in labels),
+        "label_ids": " ".join(str(i) for i in range(len(labels))),
+        "mean_values": "0 0 0",
+        "scale_values": "1 1 1",
+        "reverse_input_channels": "False",
+        "resize_type": "standard",
+        **task.model_info(labels),
+    }
+    for key, value in info.items():
+        model.set_rt_info(value, ["model_info", key])
 
 
 def write_model_dir(
@@ -55,21 +73,22 @@ def write_model_dir(
     """Save IR + model.json into out_dir atomically; returns the model.json content.
 
     `measure(folder)` runs on the saved IR before model.json is written: its result joins `metrics`."""
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    task = get_task(meta["task"])
+    labels = meta["labels"]
+    model.output(0).get_tensor().set_names({task.output_name})
+    set_model_info(model, task, labels)
+    with replaced_dir(out_dir) as tmp:
         ov.save_model(model, tmp / "model.xml", compress_to_fp16=compress_to_fp16)
         metrics = dict(meta.get("metrics", {}))
         if measure:
             metrics.update(measure(tmp))
         shape = [int(d) for d in model.input(0).get_partial_shape().to_shape()]
         contract = {
-            "task": meta["task"],
+            "format_version": MODEL_FORMAT_VERSION,
+            "task": task.name,
             "variant": meta["variant"],
             "precision": meta["precision"],
-            "labels": meta["labels"],
+            "labels": labels,
             "input": {
                 "name": INPUT_NAME,
                 "shape": shape,
@@ -78,18 +97,14 @@ def write_model_dir(
                 "color": "RGB",
                 "resize": "bilinear, done by the caller (PIL Image.resize)",
             },
-            "output": {"name": OUTPUT_NAME, "kind": "logits", "classes": len(meta["labels"])},
+            "output": task.output_contract(labels, (shape[2], shape[1])),
+            "metric": task.metric,
             "metrics": metrics,
             "compression": meta.get("compression", {}),
             "dataset_fingerprint": meta.get("dataset_fingerprint"),
             "git_commit": meta.get("git_commit"),
             "mlflow_run_id": meta.get("mlflow_run_id"),
-            "files": {name: sha256_file(tmp / name) for name in ("model.xml", "model.bin")},
+            "files": {name: sha256_file(tmp / name) for name in IR_FILES},
         }
-        (tmp / "model.json").write_text(json.dumps(contract, indent=2))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+        (tmp / MODEL_JSON).write_text(json.dumps(contract, indent=2))
     return contract

@@ -1,24 +1,15 @@
-"""The compression report: a table of every variant, the accuracy/latency plot, per-class changes."""
+"""The compression report: a table of every variant, the score/latency plot, and the task's sections."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgeops.selection import LATENCY_HINT, Candidate
+from edgeops.pipeline.selection import LATENCY_HINT, Candidate
+from edgeops.vision import VisionTask
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
-
-
-def per_class_change(selected: dict, reference: dict) -> list[tuple[str, float, float, float]]:
-    """(label, fp32 accuracy, selected accuracy, change), worst change first."""
-    rows = []
-    for label, ref in reference["per_class_accuracy"].items():
-        new = selected["per_class_accuracy"].get(label)
-        if ref is not None and new is not None:
-            rows.append((label, ref, new, new - ref))
-    return sorted(rows, key=lambda r: r[3])
 
 
 def speedup(results: dict[str, dict], variant: str) -> float | None:
@@ -30,17 +21,22 @@ def speedup(results: dict[str, dict], variant: str) -> float | None:
 
 
 def markdown(
-    results: dict[str, dict], cands: list[Candidate], chosen: Candidate | None, front: list[str], plot: str
+    task: VisionTask,
+    results: dict[str, dict],
+    cands: list[Candidate],
+    chosen: Candidate | None,
+    front: list[str],
+    plot: str,
 ) -> str:
     hw: dict = next((r["hardware"] for r in results.values() if "hardware" in r), {})
     lines = [
-        "# Compression report",
+        f"# Compression report ({task.name}, score = test {task.metric} through OpenVINO)",
         "",
         f"CPU: {hw.get('cpu', '?')} (ISA: {', '.join(hw.get('isa', [])) or '?'}, {hw.get('cores', '?')} cores). "
         "Latency is batch 1, p50; `f32` = FP32 forced with INFERENCE_PRECISION_HINT=f32, `default` = the "
         "runtime's choice (bf16 on CPUs that support it). Speed-up = FP32@f32 p50 / variant@default p50.",
         "",
-        "| variant | precision | accuracy | drop vs fp32 | p50 f32 (ms) | p50 default (ms) | p90 default (ms) "
+        f"| variant | precision | {task.metric} | drop vs fp32 | p50 f32 (ms) | p50 default (ms) | p90 default (ms) "
         "| fps default | size (MB) | speed-up | sparsity | gates |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -52,8 +48,8 @@ def markdown(
         mark = " **(selected)**" if chosen and c.variant == chosen.variant else ""
         mark += " ◆" if c.variant in front else ""
         lines.append(
-            f"| {c.variant}{mark} | {r.get('precision', '–')} | {_fmt(c.accuracy, '.4f')} "
-            f"| {_fmt(c.accuracy_drop, '+.4f')} "
+            f"| {c.variant}{mark} | {r.get('precision', '–')} | {_fmt(c.score, '.4f')} "
+            f"| {_fmt(c.score_drop, '+.4f')} "
             f"| {_fmt(bench.get('f32', {}).get('latency_ms_p50') if ok else None, '.3f')} "
             f"| {_fmt(bench.get('default', {}).get('latency_ms_p50') if ok else None, '.3f')} "
             f"| {_fmt(bench.get('default', {}).get('latency_ms_p90') if ok else None, '.3f')} "
@@ -61,25 +57,26 @@ def markdown(
             f"| {_fmt(c.size_mb, '.3f')} | {_fmt(speedup(results, c.variant), '.2f')}× "
             f"| {_fmt(sparsity, '.1%')} | {'pass' if c.passed else '; '.join(c.failures)} |"
         )
-    lines += ["", "◆ = on the Pareto front (no other variant is both faster and more accurate).", ""]
+    lines += [
+        "",
+        f"◆ = on the Pareto front (no other variant is both faster and better in {task.metric}).",
+        "",
+    ]
     if chosen:
         lines.append(
             f"**Selected: `{chosen.variant}`** — the fastest variant that passes every gate "
-            f"(latencies within {2}% count as a tie, won by the smaller, then more accurate model)."
+            f"(latencies within {2}% count as a tie, won by the smaller, then better-scoring model)."
         )
-        changes = per_class_change(results[chosen.variant], results["fp32"])
-        worse = [r for r in changes if r[3] < 0]
-        lines += ["", f"## Per-class accuracy of `{chosen.variant}` vs fp32", ""]
-        lines += ["| class | fp32 | selected | change |", "|---|---|---|---|"]
-        lines += [f"| {label} | {a:.4f} | {b:.4f} | {d:+.4f} |" for label, a, b, d in changes]
-        lines += ["", f"Classes that got worse: {', '.join(r[0] for r in worse) if worse else 'none'}."]
+        lines += task.report_sections(results, chosen.variant)
     else:
         lines.append("**No variant passes every gate**: relax `gates` in params.yaml or improve the model.")
-    lines += ["", f"![accuracy vs latency]({plot})", ""]
+    lines += ["", f"![{task.metric} vs latency]({plot})", ""]
     return "\n".join(lines)
 
 
-def pareto_plot(cands: list[Candidate], front: list[str], chosen: Candidate | None, path: Path) -> None:
+def pareto_plot(
+    metric: str, cands: list[Candidate], front: list[str], chosen: Candidate | None, path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,8 +84,8 @@ def pareto_plot(cands: list[Candidate], front: list[str], chosen: Candidate | No
 
     points: list[tuple[str, float, float]] = []
     for c in cands:
-        if c.accuracy is not None and c.latency_ms is not None:
-            points.append((c.variant, c.latency_ms, c.accuracy))
+        if c.score is not None and c.latency_ms is not None:
+            points.append((c.variant, c.latency_ms, c.score))
     fig, ax = plt.subplots(figsize=(6, 4))
     for variant, latency, acc in points:
         on_front = variant in front
@@ -98,32 +95,10 @@ def pareto_plot(cands: list[Candidate], front: list[str], chosen: Candidate | No
     line = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
     ax.plot([p[1] for p in line], [p[2] for p in line], "--", color="C1", label="Pareto front")
     ax.set_xlabel(f"latency p50, batch 1, {LATENCY_HINT} precision (ms)")
-    ax.set_ylabel("test accuracy (OpenVINO)")
+    ax.set_ylabel(f"test {metric} (OpenVINO)")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def confusion_matrix_plot(result: dict, path: Path) -> None:
-    """The test-split confusion matrix of one variant (rows: actual, columns: predicted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(result["per_class_accuracy"])  # evaluation keeps the model's label order
-    size = max(4.0, 0.5 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(result["confusion"], cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(f"{result['variant']}: test accuracy {result['accuracy']:.4f}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from edgeops.config import PruneConfig, PtqAcConfig, PtqConfig, QatConfig
-from edgeops.data.prepare import Split
-from edgeops.export import to_openvino, with_preprocessing
-from edgeops.models import normalize
-from edgeops.runtime import core
-from edgeops.train import accuracy, fit, seed_everything
+from edgeops.pipeline.export import to_openvino, with_preprocessing
+from edgeops.pipeline.train import fit, seed_everything, validation_score
+from edgeops.runtime import core, predict_all
+from edgeops.vision import Split, VisionTask
+from edgeops.vision.preprocess import normalize
 
 Log = Callable[[str], None]
 
@@ -32,7 +32,7 @@ class Compressed:
 def _subset(split: Split, size: int, seed: int) -> np.ndarray:
     """A seeded sample of train images (u8 NHWC) for calibration."""
     rng = np.random.default_rng(seed)
-    ix = rng.permutation(len(split.labels))[: min(size, len(split.labels))]
+    ix = rng.permutation(len(split))[: min(size, len(split))]
     return split.images[np.sort(ix)]
 
 
@@ -87,22 +87,30 @@ def ptq(
 
 
 def ptq_ac(
-    model: nn.Module, image_size: int, train: Split, val: Split, config: PtqAcConfig, seed: int, log: Log
+    model: nn.Module,
+    image_size: int,
+    train: Split,
+    val: Split,
+    config: PtqAcConfig,
+    seed: int,
+    log: Log,
+    task: VisionTask,
+    labels: list[str],
 ) -> Compressed:
-    """INT8 with accuracy control: NNCF reverts the most harmful layers to float until the
-    validation accuracy drop is within max_drop (absolute)."""
+    """INT8 with accuracy control: NNCF reverts the most harmful layers to float until the drop of the
+    task's validation metric is within max_drop (absolute)."""
     import nncf
 
     float_ir = with_preprocessing(to_openvino(model, image_size))
     calibration = _subset(train, config.subset_size, seed)
-    items = list(zip(val.images, val.labels, strict=True))
+    items = list(range(len(val)))
 
-    def validate(compiled: ov.CompiledModel, validation_items: list) -> float:
-        output = compiled.output(0)
-        hits = [
-            int(np.argmax(compiled([img[None]])[output])) == int(label) for img, label in validation_items
-        ]
-        return float(np.mean(hits))
+    def validate(compiled: ov.CompiledModel, indices: list) -> float:
+        """The task's metric on the val images NNCF passes (indices into val), through OpenVINO."""
+        chosen = list(indices)
+        subset = Split(val.images[chosen], val.targets[chosen])
+        predictions = predict_all(compiled, subset.images, task.decode_output)
+        return float(task.score(predictions, subset, labels)[task.metric])
 
     log(
         f"ptq_ac: calibrating on {len(calibration)} images, validating on {len(items)} (max_drop {config.max_drop})"
@@ -122,8 +130,9 @@ def ptq_ac(
     achieved = validate(core().compile_model(quantized, "CPU", f32), items)
     float_ops = _count_float_matmul_conv(quantized)
     details = {
-        "val_accuracy_fp32": reference,
-        "val_accuracy": achieved,
+        "metric": task.metric,
+        "val_score_fp32": reference,
+        "val_score": achieved,
         "val_drop": reference - achieved,
         "met_max_drop": reference - achieved <= config.max_drop + 1e-9,
         "float_conv_matmul_ops": float_ops,
@@ -169,6 +178,8 @@ def qat(
     config: QatConfig,
     seed: int,
     log: Log,
+    task: VisionTask,
+    labels: list[str],
     batch_size: int = 64,
 ) -> Compressed:
     """Quantize in torch, fine-tune with fake-quantization for a few epochs, strip, export INT8.
@@ -177,10 +188,12 @@ def qat(
     seed_everything(seed)
     model = copy.deepcopy(model).eval()
     quantized = _quantize_torch(model, train, config.subset_size, seed)
-    before = accuracy(quantized, val)
-    log(f"qat: val accuracy after quantization {before:.4f}; fine-tuning {config.epochs} epoch(s)")
+    before = validation_score(quantized, task, val, labels)
+    log(f"qat: val {task.metric} after quantization {before:.4f}; fine-tuning {config.epochs} epoch(s)")
     quantized, history = fit(
         quantized,
+        task,
+        labels,
         train,
         val,
         epochs=config.epochs,
@@ -193,7 +206,7 @@ def qat(
     return Compressed(
         _strip_to_openvino(quantized, image_size),
         "INT8",
-        details={"val_accuracy_before_finetune": before, "history": history},
+        details={"val_score_before_finetune": before, "history": history},
     )
 
 
@@ -205,6 +218,8 @@ def prune_int8(
     config: PruneConfig,
     seed: int,
     log: Log,
+    task: VisionTask,
+    labels: list[str],
     batch_size: int = 64,
 ) -> Compressed:
     """Magnitude pruning ramped up to the target sparsity while fine-tuning, BN adaptation, then INT8.
@@ -232,6 +247,8 @@ def prune_int8(
     log(f"prune_int8: pruning to {config.ratio:.0%} sparsity over {config.epochs} epoch(s)")
     pruned, history = fit(
         pruned,
+        task,
+        labels,
         train,
         val,
         epochs=config.epochs,

@@ -1,8 +1,8 @@
 """Promotion of registered OpenVINO models by MLflow alias + legacy stage, with gates and an audit trail.
 
 Registry conventions (see registry.py): one registered model per project; each version's source
-is `<run artifacts>/model` (model.xml, model.bin, model.json) and carries tags such as `accuracy`,
-`accuracy_drop`, `latency_ms_p50`, `size_mb`, `dataset_fingerprint`, `git_commit`, `variant`.
+is `<run artifacts>/model` (model.xml, model.bin, model.json) and carries tags such as `task`, `metric`, `score`,
+`score_drop`, `latency_ms_p50`, `size_mb`, `dataset_fingerprint`, `git_commit`, `variant`.
 
 What a promotion writes:
 - alias `@staging` / `@production` (the current MLflow way) and the legacy stage (the UI's column);
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeops.config import GatesConfig, Params, Target
 from edgeops.errors import EdgeopsError
+from edgeops.pipeline.gates import GateResult, Measured, check_gates
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -177,15 +178,6 @@ def _get_model(client: MlflowClient, name: str) -> Any:
 # --------------------------------------------------------------------------- gates
 
 
-@dataclass
-class GateResult:
-    gate: str
-    ok: bool
-    value: float | None
-    limit: float
-    detail: str
-
-
 def _tag_float(tags: dict[str, str], key: str) -> float | None:
     try:
         return float(tags[key])
@@ -193,39 +185,23 @@ def _tag_float(tags: dict[str, str], key: str) -> float | None:
         return None
 
 
-def check_gates(tags: dict[str, str], gates: GatesConfig) -> list[GateResult]:
-    """Every configured gate against the version's tags. A missing measurement fails its gate."""
-    drop = _tag_float(tags, "accuracy_drop")
-    if (
-        drop is None
-        and _tag_float(tags, "fp32_accuracy") is not None
-        and _tag_float(tags, "accuracy") is not None
-    ):
-        drop = float(tags["fp32_accuracy"]) - float(tags["accuracy"])
-    checks: list[tuple[str, float | None, float | None, str, bool]] = [
-        # gate, measured value, limit, tag, higher-is-better
-        ("min_accuracy", _tag_float(tags, "accuracy"), gates.min_accuracy, "accuracy", True),
-        ("max_accuracy_drop", drop, gates.max_accuracy_drop, "accuracy_drop", False),
-        (
-            "latency_budget_ms",
-            _tag_float(tags, "latency_ms_p50"),
-            gates.latency_budget_ms,
-            "latency_ms_p50",
-            False,
-        ),
-        ("max_size_mb", _tag_float(tags, "size_mb"), gates.max_size_mb, "size_mb", False),
-    ]
-    results = []
-    for gate, value, limit, tag, higher in checks:
-        if limit is None:
-            continue
-        if value is None:
-            results.append(GateResult(gate, False, None, limit, f"{tag} not recorded on this version"))
-            continue
-        ok = value >= limit if higher else value <= limit
-        op = (">=" if ok else "<") if higher else ("<=" if ok else ">")
-        results.append(GateResult(gate, ok, value, limit, f"{tag} {value:.4g} {op} {limit:.4g}"))
-    return results
+def measured_from_tags(tags: dict[str, str]) -> Measured:
+    """What a registered version's tags say about it, for the gates `select` used too."""
+    drop = _tag_float(tags, "score_drop")
+    score, fp32 = _tag_float(tags, "score"), _tag_float(tags, "fp32_score")
+    if drop is None and score is not None and fp32 is not None:
+        drop = fp32 - score
+    return Measured(
+        tags.get("metric", "score"),
+        score,
+        drop,
+        _tag_float(tags, "latency_ms_p50"),
+        _tag_float(tags, "size_mb"),
+    )
+
+
+def version_gates(tags: dict[str, str], gates: GatesConfig) -> list[GateResult]:
+    return check_gates(measured_from_tags(tags), gates)
 
 
 # --------------------------------------------------------------------------- history
@@ -292,8 +268,10 @@ def _row(mv: ModelVersion, aliases: list[str]) -> dict[str, Any]:
         "stage": mv.current_stage,
         "variant": tags.get("variant"),
         "precision": tags.get("precision"),
-        "accuracy": _tag_float(tags, "accuracy"),
-        "accuracy_drop": _tag_float(tags, "accuracy_drop"),
+        "task": tags.get("task"),
+        "metric": tags.get("metric"),
+        "score": _tag_float(tags, "score"),
+        "score_drop": _tag_float(tags, "score_drop"),
         "latency_ms_p50": _tag_float(tags, "latency_ms_p50"),
         "size_mb": _tag_float(tags, "size_mb"),
         "dataset_fingerprint": tags.get("dataset_fingerprint"),
@@ -637,7 +615,7 @@ def promote(
     with promotion_lock(params.mlflow.tracking_uri), registry_errors(params.mlflow.tracking_uri):
         model = _get_model(client, name)
         mv = _get_version(client, name, version)
-        gates = check_gates(dict(mv.tags or {}), params.gates)
+        gates = version_gates(dict(mv.tags or {}), params.gates)
         failed = [g for g in gates if not g.ok]
         if failed and not force:
             raise EdgeopsError(

@@ -48,14 +48,14 @@ def resolve_paths(params: Params, root: Path) -> Params:
 
 
 def _client(params: Params) -> Any:
-    from edgeops.promotion import make_client
+    from edgeops.registry.promotion import make_client
 
     return make_client(params.mlflow.tracking_uri)
 
 
 def _registry(params: Params, fn: Callable[[], T]) -> T:
     """Run a registry call: user errors and an unreachable registry print one line, exit 2."""
-    from edgeops.promotion import registry_errors
+    from edgeops.registry.promotion import registry_errors
 
     def call() -> T:
         with registry_errors(params.mlflow.tracking_uri):
@@ -90,8 +90,9 @@ VERSION_COLUMNS = [
     ("stage", "stage"),
     ("variant", "variant"),
     ("precision", "precision"),
-    ("accuracy", "acc"),
-    ("accuracy_drop", "drop"),
+    ("metric", "metric"),
+    ("score", "score"),
+    ("score_drop", "drop"),
     ("latency_ms_p50", "p50 ms"),
     ("size_mb", "MB"),
     ("dataset_fingerprint", "dataset"),
@@ -126,7 +127,7 @@ def _short(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @models_app.command("list")
 def list_cmd(params: ParamsOpt = Path(PARAMS_FILE), as_json: JsonOpt = False) -> None:
     """All registered versions with metrics, precision, dataset, source run and aliases."""
-    from edgeops.promotion import list_versions
+    from edgeops.registry.promotion import list_versions
 
     p = run_main(lambda: _params(params))
     rows = _registry(p, lambda: list_versions(_client(p)))
@@ -146,7 +147,7 @@ def show_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """A model's versions, or one version with all tags and its promotion history."""
-    from edgeops.promotion import list_versions, show_version
+    from edgeops.registry.promotion import list_versions, show_version
 
     p = run_main(lambda: _params(params))
     client = _registry(p, lambda: _client(p))
@@ -165,8 +166,10 @@ def show_cmd(
         "stage",
         "variant",
         "precision",
-        "accuracy",
-        "accuracy_drop",
+        "task",
+        "metric",
+        "score",
+        "score_drop",
         "latency_ms_p50",
         "size_mb",
         "dataset_fingerprint",
@@ -199,7 +202,7 @@ def history_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Every promotion and rollback of a model, oldest first."""
-    from edgeops.promotion import history
+    from edgeops.registry.promotion import history
 
     p = run_main(lambda: _params(params))
     events = _registry(p, lambda: history(_client(p), name))
@@ -230,8 +233,8 @@ def promote_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Promote a registered version to staging/production (gates, alias, stage, audit, edge targets)."""
-    from edgeops.promotion import promote
-    from edgeops.promotion import rollback as do_rollback
+    from edgeops.registry.promotion import promote
+    from edgeops.registry.promotion import rollback as do_rollback
 
     p = run_main(lambda: _params(params))
     if rollback is not None:

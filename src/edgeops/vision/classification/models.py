@@ -1,16 +1,11 @@
-"""The model zoo: every model is built from scratch (no hub weights) for n classes."""
+"""The classification model zoo: from scratch, or from ImageNet weights (`train.pretrained`)."""
 
 from __future__ import annotations
-
-from typing import Final
 
 import torch
 from torch import nn
 
-# Inputs are RGB normalized with these ImageNet statistics; the exported IR does the same
-# normalization itself, so edge apps feed raw u8 pixels.
-MEAN: Final = (0.485, 0.456, 0.406)
-STD: Final = (0.229, 0.224, 0.225)
+from edgeops.errors import EdgeopsError
 
 
 def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
@@ -38,26 +33,31 @@ class SmallCNN(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-def build_model(name: str, num_classes: int) -> nn.Module:
+def build_model(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
     import torchvision
 
+    from edgeops.vision.pretrained import imagenet_state_dict, load_backbone
+
     if name == "small_cnn":
+        if pretrained:
+            raise EdgeopsError(
+                "small_cnn has no pretrained weights: set train.pretrained: false or pick another model"
+            )
         return SmallCNN(num_classes)
     if name == "mobilenet_v3_small":
         model = torchvision.models.mobilenet_v3_small(weights=None, num_classes=num_classes)
+        if pretrained:
+            weights = torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1
+            load_backbone(model, imagenet_state_dict(weights), ("classifier.3",))
         # torchvision's BN momentum (0.01) is too slow for short training on small data.
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.1
         return model
     if name == "resnet18":
-        return torchvision.models.resnet18(weights=None, num_classes=num_classes)
+        model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+        if pretrained:
+            weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+            load_backbone(model, imagenet_state_dict(weights), ("fc.",))
+        return model
     raise ValueError(f"unknown model {name!r}")
-
-
-def normalize(images_u8_nhwc: torch.Tensor) -> torch.Tensor:
-    """u8 NHWC RGB -> float NCHW normalized: what the IR's pre-processing does."""
-    x = images_u8_nhwc.permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    return (x - mean) / std

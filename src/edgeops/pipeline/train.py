@@ -1,4 +1,4 @@
-"""Training from scratch, seeded, keeping the checkpoint with the best validation accuracy."""
+"""Training, seeded, keeping the checkpoint with the best validation score of the task's metric."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from edgeops.config import TrainConfig
-from edgeops.data.prepare import Split
+from edgeops.config import Params
 from edgeops.errors import EdgeopsError
-from edgeops.models import build_model, normalize
+from edgeops.vision import Split, VisionTask, get_task
+from edgeops.vision.preprocess import normalize
 
 
 def seed_everything(seed: int, num_threads: int = 0) -> None:
@@ -28,26 +27,17 @@ def seed_everything(seed: int, num_threads: int = 0) -> None:
         torch.set_num_threads(num_threads)
 
 
-def random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Pad by 1/8 of the size (edge replicate) and crop back at a random offset, per batch."""
-    size = x.shape[-1]
-    pad = max(1, size // 8)
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    dx, dy = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=generator))
-    return padded[..., dy : dy + size, dx : dx + size]
-
-
 def batches(
     split: Split, batch_size: int, generator: torch.Generator | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Normalized NCHW float batches; shuffled when a generator is given."""
-    n = len(split.labels)
+    """Normalized NCHW float batches and their targets; shuffled when a generator is given."""
+    n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     images = torch.from_numpy(split.images)
-    labels = torch.from_numpy(split.labels)
+    targets = torch.from_numpy(split.targets.astype(np.int64))
     for start in range(0, n, batch_size):
         ix = order[start : start + batch_size]
-        yield normalize(images[ix]), labels[ix]
+        yield normalize(images[ix]), targets[ix]
 
 
 @torch.no_grad()
@@ -62,7 +52,7 @@ def reestimate_batchnorm(
     unaugmented, in order, at most `max_images` images; batches of one image are skipped (BatchNorm
     cannot compute statistics on them). Returns False when the model has no BatchNorm."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or len(split.labels) < 2:
+    if not norms or len(split) < 2:
         return False
     momenta = [m.momentum for m in norms]
     was_training = model.training
@@ -87,16 +77,22 @@ def reestimate_batchnorm(
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, split: Split, batch_size: int = 256) -> float:
+def predict(model: nn.Module, task: VisionTask, split: Split, batch_size: int = 32) -> np.ndarray:
+    """The task's predictions of a torch model on a split (eval mode), decoded like the IR's outputs."""
     model.eval()
-    correct = 0
-    for x, y in batches(split, batch_size):
-        correct += int((model(x).argmax(1) == y).sum())
-    return correct / max(1, len(split.labels))
+    rows = [task.decode_output(model(x).numpy()) for x, _ in batches(split, batch_size)]
+    return np.concatenate(rows) if rows else np.zeros((0,), np.int64)
+
+
+def validation_score(model: nn.Module, task: VisionTask, split: Split, labels: list[str]) -> float:
+    """The task's primary metric of a torch model on a split (the same metric as on the IR)."""
+    return float(task.score(predict(model, task, split), split, labels)[task.metric])
 
 
 def fit(
     model: nn.Module,
+    task: VisionTask,
+    labels: list[str],
     train: Split,
     val: Split,
     epochs: int,
@@ -109,26 +105,26 @@ def fit(
     tag: str = "train",
     after_epoch: Callable[[int], None] | None = None,
 ) -> tuple[nn.Module, list[dict]]:
-    """Train with AdamW + cosine schedule; returns the best-by-val model and the per-epoch history."""
-    if len(train.labels) < 1:
+    """Train with AdamW + one-cycle schedule; returns the best-by-val model and the per-epoch history."""
+    if len(train) < 1:
         raise EdgeopsError("the train split is empty: add images to the dataset")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = max(1, -(-len(train.labels) // batch_size))
+    steps_per_epoch = max(1, -(-len(train) // batch_size))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
     )
-    best_acc, best_state = -1.0, copy.deepcopy(model.state_dict())
+    best_score, best_state = -1.0, copy.deepcopy(model.state_dict())
     history: list[dict] = []
     for epoch in range(1, epochs + 1):
         model.train()
         start, total_loss, seen = time.perf_counter(), 0.0, 0
         for x, y in batches(train, batch_size, generator):
             if augment:
-                x = random_shift(x, generator)
+                x, y = task.augment(x, y, generator)
             if len(y) == 1 and any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
                 continue  # BatchNorm cannot train on a batch of one
-            loss = F.cross_entropy(model(x), y)
+            loss = task.loss(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -143,20 +139,20 @@ def fit(
         if after_epoch:  # e.g. raise the pruning ratio; validation below sees its effect
             after_epoch(epoch)
         reestimate_batchnorm(model, train)
-        val_acc = accuracy(model, val)
+        val_score = validation_score(model, task, val, labels)
         row = {
             "epoch": epoch,
             "train_loss": total_loss / max(1, seen),
-            "val_accuracy": val_acc,
+            "val_score": val_score,  # the task's primary metric (train.json names it)
             "seconds": time.perf_counter() - start,
         }
         history.append(row)
-        best = val_acc > best_acc
+        best = val_score > best_score
         if best:
-            best_acc, best_state = val_acc, copy.deepcopy(model.state_dict())
+            best_score, best_state = val_score, copy.deepcopy(model.state_dict())
         log(
             f"{tag}: epoch {epoch}/{epochs} loss {row['train_loss']:.4f} "
-            f"val_acc {val_acc:.4f} ({row['seconds']:.1f}s){' *best' if best else ''}"
+            f"val {task.metric} {val_score:.4f} ({row['seconds']:.1f}s){' *best' if best else ''}"
         )
     model.load_state_dict(best_state)
     return model, history
@@ -176,32 +172,34 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         raise EdgeopsError(f"{path} not found: run the train stage first (dvc repro train)")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     meta = checkpoint["meta"]
-    model = build_model(meta["model"], len(meta["classes"]))
+    model = get_task(meta["task"]).build_model(meta["model"], len(meta["classes"]), pretrained=False)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     return model, meta
 
 
 def train_model(
-    config: TrainConfig,
-    train: Split,
-    val: Split,
-    num_classes: int,
-    seed: int,
-    log: Callable[[str], None] = print,
+    params: Params, train: Split, val: Split, labels: list[str], log: Callable[[str], None] = print
 ) -> tuple[nn.Module, list[dict]]:
-    seed_everything(seed, config.num_threads)
-    model = build_model(config.model, num_classes)
-    log(f"train: {config.model} from scratch, {num_classes} classes, {len(train.labels)} train images")
+    task, settings = get_task(params.task), params.settings
+    seed_everything(params.seed, params.train.num_threads)
+    model = task.build_model(settings.model, len(labels), params.train.pretrained)
+    start = "ImageNet weights" if params.train.pretrained else "scratch"
+    log(
+        f"train: {params.task} {settings.model} from {start} at {settings.image_size}px, "
+        f"{len(labels)} classes, {len(train)} train images, {settings.epochs} epochs"
+    )
     return fit(
         model,
+        task,
+        labels,
         train,
         val,
-        epochs=config.epochs,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        seed=seed,
-        weight_decay=config.weight_decay,
-        augment=config.augment,
+        epochs=settings.epochs,
+        lr=settings.lr,
+        batch_size=settings.batch_size,
+        seed=params.seed,
+        weight_decay=params.train.weight_decay,
+        augment=params.train.augment,
         log=log,
     )

@@ -1,1 +1,0 @@
-"""Dataset readers, validation and splits."""

@@ -1,0 +1,111 @@
+"""The prepare stage's logic: scan and validate the dataset with its task, split it, decode it once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edgeops.config import Params
+from edgeops.errors import EdgeopsError
+from edgeops.files import replaced_dir
+from edgeops.images import unreadable_error
+from edgeops.vision import Dataset, Split, VisionTask, get_task
+
+MANIFEST = "manifest.json"
+SPLITS = ("train", "val", "test")
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """sha256 over class names, relative paths and file contents: changes iff the dataset changes."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(dataset.classes).encode())
+    for path in dataset.files:
+        digest.update(f"\n{path.as_posix()}:".encode())
+        with open(dataset.root / path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def scan_dataset(params: Params, path: str | Path | None = None) -> tuple[VisionTask, Dataset]:
+    task = get_task(params.task)
+    return task, task.scan(Path(path or params.data.path), params.data.min_images_per_class)
+
+
+def prepare_dataset(params: Params, out_dir: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Write manifest.json and one .npz per split to out_dir, atomically (all or nothing)."""
+    task, dataset = scan_dataset(params)
+    size = params.settings.image_size
+    log(
+        f"prepare: {params.task}, {dataset.layout}: {len(dataset.items)} images, "
+        f"{len(dataset.classes)} classes under {dataset.root}"
+    )
+    for note in dataset.notes:
+        log(f"prepare: {note}")
+    if dataset.ignored:
+        log(f"prepare: ignored {'; '.join(dataset.ignored)}")
+    splits = task.split(
+        dataset, params.data.split.model_dump(), params.seed, params.data.min_images_per_class
+    )
+    with replaced_dir(out_dir) as tmp:
+        manifest: dict = {
+            "task": params.task,
+            "layout": dataset.layout,
+            "source": str(dataset.root),
+            "classes": dataset.classes,
+            "image_size": size,
+            "seed": params.seed,
+            "fingerprint": fingerprint(dataset),
+            "counts": {},
+            "splits": {},
+        }
+        bad: list[str] = []  # unreadable files of all splits, reported together at the end
+        for name in SPLITS:
+
+            def progress(done: int, total: int, split: str = name) -> None:
+                log(f"prepare: {split} {done}/{total} decoded")
+
+            split, unreadable = task.decode(dataset, splits[name], size, name == "test", progress)
+            bad += unreadable
+            if bad:
+                continue  # keep decoding to name every bad file; nothing more gets written
+            save_split(tmp / f"{name}.npz", split)
+            manifest["counts"][name] = len(split)
+            manifest["splits"][name] = task.describe_split(dataset, splits[name])
+        if bad:
+            raise unreadable_error(bad)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    log(f"prepare: split {manifest['counts']} fingerprint {manifest['fingerprint'][:12]}")
+    return manifest
+
+
+def save_split(path: Path, split: Split) -> None:
+    arrays = {f"original_{i}": t for i, t in enumerate(split.originals or [])}
+    arrays |= {
+        "images": split.images,
+        "targets": split.targets,
+        "has_originals": np.array(split.originals is not None),
+    }
+    np.savez(path, **arrays)  # type: ignore[arg-type]
+
+
+def read_manifest(prepared_dir: str | Path) -> dict:
+    path = Path(prepared_dir) / MANIFEST
+    if not path.exists():
+        raise EdgeopsError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
+    return json.loads(path.read_text())
+
+
+def load_split(prepared_dir: str | Path, name: str) -> Split:
+    path = Path(prepared_dir) / f"{name}.npz"
+    if not path.exists():
+        raise EdgeopsError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
+    with np.load(path) as z:
+        originals = None
+        if bool(z["has_originals"]):
+            originals = [z[f"original_{i}"] for i in range(len(z["images"]))]
+        return Split(images=z["images"], targets=z["targets"], originals=originals)

@@ -1,0 +1,71 @@
+"""Pick the fastest variant that passes every gate, and say why the others did not win."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgeops.config import GatesConfig
+from edgeops.errors import EdgeopsError
+from edgeops.pipeline.gates import Measured, check_gates, failures
+
+# Latencies this close are measurement noise: the tie goes to the smaller, then more accurate model.
+LATENCY_TIE = 0.02
+LATENCY_HINT = "default"  # what an edge device gets without tuning
+
+
+@dataclass
+class Candidate:
+    variant: str
+    score: float | None  # the task's primary metric
+    score_drop: float | None
+    latency_ms: float | None
+    size_mb: float | None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def candidates(results: dict[str, dict], gates: GatesConfig) -> list[Candidate]:
+    """results: variant -> its metrics/variants/<variant>.json content."""
+    reference = results.get("fp32")
+    if not reference or reference.get("status") != "ok":
+        raise EdgeopsError("the fp32 variant has no metrics: it is the reference for score drops")
+    metric, ref_score = reference["metric"], reference["score"]
+    out = []
+    for variant, r in results.items():
+        if r.get("status") != "ok":
+            out.append(Candidate(variant, None, None, None, None, [f"compression failed: {r.get('error')}"]))
+            continue
+        drop = ref_score - r["score"]
+        latency = r["benchmark"][LATENCY_HINT]["latency_ms_p50"]
+        c = Candidate(variant, r["score"], drop, latency, r["size_mb"])
+        c.failures = failures(check_gates(Measured(metric, r["score"], drop, latency, r["size_mb"]), gates))
+        out.append(c)
+    return out
+
+
+def choose(cands: list[Candidate]) -> Candidate | None:
+    passing = [c for c in cands if c.passed]
+    if not passing:
+        return None
+    fastest = min(c.latency_ms or 0.0 for c in passing)
+    tied = [c for c in passing if (c.latency_ms or 0.0) <= fastest * (1 + LATENCY_TIE)]
+    return min(tied, key=lambda c: (c.size_mb or 0.0, -(c.score or 0.0), c.latency_ms or 0.0))
+
+
+def pareto_front(cands: list[Candidate]) -> list[str]:
+    """Variants no other variant beats on both latency (lower) and score (higher)."""
+    ok = [c for c in cands if c.score is not None and c.latency_ms is not None]
+    front = []
+    for c in ok:
+        dominated = any(
+            o.latency_ms <= c.latency_ms  # type: ignore[operator]
+            and o.score >= c.score  # type: ignore[operator]
+            and (o.latency_ms < c.latency_ms or o.score > c.score)  # type: ignore[operator]
+            for o in ok
+        )
+        if not dominated:
+            front.append(c.variant)
+    return front

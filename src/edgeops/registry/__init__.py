@@ -1,0 +1,1 @@
+"""MLflow: tracking, registration, promotion by alias and stage, its CLI."""

@@ -1,0 +1,174 @@
+"""The task interface: everything that differs between vision tasks, behind one class.
+
+Stages, flows, selection, gates, registry, promotion and the edge agent call a `VisionTask` and know
+no task. A task's numpy parts (decode_output, score, answer) must not import torch: the edge agent
+and `edgeops predict` use them with openvino + numpy + Pillow only. Torch parts (models, loss,
+augmentation) are imported lazily inside the methods that need them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Split:
+    """One decoded split, as the prepare stage stores it."""
+
+    images: np.ndarray  # u8 NHWC RGB at the model's input size
+    targets: np.ndarray  # what training compares outputs to: class indices (N,), label maps (N,H,W) ...
+    # the targets at each image's original size, where the task's metric is measured there (masks)
+    originals: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A scanned and validated dataset: what prepare splits and decodes."""
+
+    root: Path
+    layout: str  # how it was read, for the log: "image folder", "images/ + masks/", "Pascal VOC"
+    classes: list[str]
+    items: list[Any]  # the task's own sample records
+    files: list[Path]  # every file the dataset is made of, relative to root (for the fingerprint)
+    ignored: tuple[str, ...] = ()  # what the scan skipped, one note each
+    notes: tuple[str, ...] = ()  # other facts worth a log line
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """The settings `edgeops run --data` uses for this task when params.yaml has none."""
+
+    model: str
+    image_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+
+
+class VisionTask:
+    """Base class of a vision task. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    metric: ClassVar[str]  # the primary metric: selection, gates and promotion compare it (higher = better)
+    per_class_metric: ClassVar[str]  # what `score` reports per class, e.g. "accuracy", "IoU"
+    models: ClassVar[tuple[str, ...]]  # the model zoo names for params.yaml
+    defaults: ClassVar[TaskDefaults]
+    model_api_type: ClassVar[str]  # OpenVINO Model API `model_type`
+    output_name: ClassVar[str]
+
+    # ----------------------------------------------------------------- data
+    def detect(self, root: Path) -> str | None:
+        """A short description of the layout if `root` looks like this task's dataset, else None."""
+        raise NotImplementedError
+
+    def scan(self, root: Path, min_per_class: int) -> Dataset:
+        """List and validate the dataset (layout, names, pairing); one EdgeopsError line if broken."""
+        raise NotImplementedError
+
+    def split(
+        self, dataset: Dataset, fractions: dict[str, float], seed: int, min_per_class: int
+    ) -> dict[str, list[int]]:
+        """Indices into dataset.items for train, val and test."""
+        raise NotImplementedError
+
+    def decode(
+        self, dataset: Dataset, indices: list[int], size: int, keep_originals: bool, progress: Progress | None
+    ) -> tuple[Split, list[str]]:
+        """Decode the items at the model input size; returns the split and a 'path (reason)' per bad file."""
+        raise NotImplementedError
+
+    def describe_split(self, dataset: Dataset, indices: list[int]) -> list[list[Any]]:
+        """What the manifest records per item (paths and labels), so a split can be audited."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- model (torch)
+    def build_model(self, name: str, num_classes: int, pretrained: bool) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def augment(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random changes that keep the answer right (a mask moves with its image)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- metric (numpy)
+    def decode_output(self, raw: np.ndarray) -> np.ndarray:
+        """Raw model output of a batch (N, ...) -> one prediction per image (class index, label map)."""
+        raise NotImplementedError
+
+    def score(self, predictions: np.ndarray, split: Split, labels: list[str]) -> dict[str, Any]:
+        """The task's metrics of predictions against a split: `self.metric`, `n`, `per_class` (label ->
+        value or None), and anything else worth keeping. The one implementation of the metric."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- IR contract
+    def output_contract(self, labels: list[str], input_size: tuple[int, int]) -> dict[str, Any]:
+        """model.json `output`: what the IR's output means, for an edge app."""
+        raise NotImplementedError
+
+    def model_info(self, labels: list[str]) -> dict[str, str]:
+        """OpenVINO Model API metadata (rt_info model_info) beyond labels and model_type."""
+        return {}
+
+    # ----------------------------------------------------------------- serving (numpy)
+    def answer(
+        self, raw: np.ndarray, original_size: tuple[int, int], labels: list[str], top_k: int
+    ) -> dict[str, Any]:
+        """The JSON answer for one image (original_size = width, height of the uploaded image)."""
+        raise NotImplementedError
+
+    def summary_line(self, answer: dict[str, Any]) -> str:
+        """One line for `edgeops predict`."""
+        raise NotImplementedError
+
+    def save_answer(self, answer: dict[str, Any], image: Image.Image, out_dir: Path, stem: str) -> list[Path]:
+        """Files `edgeops predict --out` writes for one image (e.g. a mask and an overlay)."""
+        return []
+
+    # ----------------------------------------------------------------- report
+    def pictures(
+        self, result: dict[str, Any], predictions: np.ndarray, split: Split, labels: list[str], out_dir: Path
+    ) -> list[Path]:
+        """Pictures of one variant's test results (confusion matrix, overlays) written into out_dir."""
+        return []
+
+    def report_sections(self, results: dict[str, dict[str, Any]], chosen: str) -> list[str]:
+        """Markdown lines for the compression report: the chosen variant vs fp32, per class."""
+        return per_class_change_table(self.per_class_metric, results, chosen)
+
+
+def per_class_change(selected: dict, reference: dict) -> list[tuple[str, float, float, float]]:
+    """(label, fp32 value, selected value, change), worst change first."""
+    rows = []
+    for label, ref in reference["metrics"]["per_class"].items():
+        new = selected["metrics"]["per_class"].get(label)
+        if ref is not None and new is not None:
+            rows.append((label, ref, new, new - ref))
+    return sorted(rows, key=lambda r: r[3])
+
+
+def per_class_change_table(metric_name: str, results: dict[str, dict], chosen: str) -> list[str]:
+    changes = per_class_change(results[chosen], results["fp32"])
+    worse = [r for r in changes if r[3] < 0]
+    lines = ["", f"## Per-class {metric_name} of `{chosen}` vs fp32", ""]
+    lines += ["| class | fp32 | selected | change |", "|---|---|---|---|"]
+    lines += [f"| {label} | {a:.4f} | {b:.4f} | {d:+.4f} |" for label, a, b, d in changes]
+    lines += ["", f"Classes that got worse: {', '.join(r[0] for r in worse) if worse else 'none'}."]
+    return lines
