@@ -12,7 +12,7 @@ export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup run test test-unit lint format bench ui repro clean
+.PHONY: help setup run run-segmentation test test-unit lint format bench ui repro clean
 .DEFAULT_GOAL := help
 
 help: ## show this help
@@ -31,8 +31,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 $(PREFECT_HOME)/prefect.db: $(VENV)/.installed
 	$(BIN)/edgeops init
 
-run: setup ## run the whole pipeline on data.path (the demo data by default) and print the results
-	$(BIN)/edgeops run
+run: setup ## the whole pipeline on the built-in classification demo (digits), then the results
+	$(BIN)/edgeops run --task classification --data data/demo
+
+run-segmentation: setup ## the whole pipeline on the built-in segmentation demo (shapes on textures)
+	$(BIN)/edgeops run --task segmentation --data data/demo-segmentation
 
 test: setup ## run the test suite (unit + integration against real servers on loopback)
 	$(PY) -m pytest -q
@@ -59,4 +62,4 @@ repro: setup ## `dvc repro`: rebuild exactly what changed, without Prefect
 	$(BIN)/dvc repro
 
 clean: ## remove pipeline outputs (keeps .venv, the MLflow store and the DVC cache)
-	rm -rf data/demo data/prepared checkpoints models metrics plots reports dvc.lock
+	rm -rf data/demo data/demo-segmentation data/prepared checkpoints models metrics plots reports dvc.lock

@@ -43,12 +43,17 @@ def set_params(params_file: Path, updates: dict[str, dict[str, str] | str]) -> N
 
 def choose_task(data: Path, task: str | None) -> tuple[str, str]:
     """(task, why) for a dataset folder: --task wins, else the layout decides."""
+    from edgeops.paths import DEMO_DATA, DEMO_SEGMENTATION_DATA
     from edgeops.vision import detect_task, get_task
 
+    if task is not None:
+        name = get_task(task).name
+        if data in (DEMO_DATA, DEMO_SEGMENTATION_DATA):  # the demo stage writes them
+            return name, "--task, built-in demo data"
     if not data.is_dir():
         raise EdgeopsError(f"--data {data} is not a folder (or does not exist): pass your dataset's folder")
     if task is not None:
-        return get_task(task).name, "--task"
+        return name, "--task"
     name, layout = detect_task(data)
     return name, f"the layout: {layout}"
 

@@ -34,10 +34,11 @@ def batches(
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     images = torch.from_numpy(split.images)
-    targets = torch.from_numpy(split.targets.astype(np.int64))
+    targets = torch.from_numpy(split.targets)
     for start in range(0, n, batch_size):
         ix = order[start : start + batch_size]
-        yield normalize(images[ix]), targets[ix]
+        y = targets[ix]
+        yield normalize(images[ix]), (y if y.is_floating_point() else y.long())  # class indices: int64
 
 
 @torch.no_grad()
