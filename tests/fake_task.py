@@ -34,9 +34,15 @@ class BrightnessTask(VisionTask):
         paths = sorted(p.relative_to(root) for p in root.glob("*.png"))
         return Dataset(root, "flat folder of PNGs", ["brightness"], paths, paths)
 
-    def split(self, dataset: Dataset, fractions: dict[str, float], seed: int, min_per_class: int) -> dict[str, list[int]]:
+    def split(
+        self, dataset: Dataset, fractions: dict[str, float], seed: int, min_per_class: int
+    ) -> dict[str, list[int]]:
         n = len(dataset.items)
-        return {"train": list(range(n // 2)), "val": list(range(n // 2, 3 * n // 4)), "test": list(range(3 * n // 4, n))}
+        return {
+            "train": list(range(n // 2)),
+            "val": list(range(n // 2, 3 * n // 4)),
+            "test": list(range(3 * n // 4, n)),
+        }
 
     def decode(
         self, dataset: Dataset, indices: list[int], size: int, keep_originals: bool, progress: Progress | None
@@ -59,7 +65,9 @@ class BrightnessTask(VisionTask):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.mse_loss(outputs[:, 0], targets)
 
-    def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def augment(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return x, y
 
     def decode_output(self, raw: np.ndarray) -> np.ndarray:
@@ -72,7 +80,9 @@ class BrightnessTask(VisionTask):
     def output_contract(self, labels: list[str], input_size: tuple[int, int]) -> dict[str, Any]:
         return {"name": self.output_name, "kind": "brightness in [0, 1]", "shape": [1, 1]}
 
-    def answer(self, raw: np.ndarray, original_size: tuple[int, int], labels: list[str], top_k: int) -> dict[str, Any]:
+    def answer(
+        self, raw: np.ndarray, original_size: tuple[int, int], labels: list[str], top_k: int
+    ) -> dict[str, Any]:
         return {"brightness": float(self.decode_output(raw)[0])}
 
     def summary_line(self, answer: dict[str, Any]) -> str:
