@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,10 @@ from edgeops.vision import Split, VisionTask
 from edgeops.vision.preprocess import normalize
 
 Log = Callable[[str], None]
+
+# The first torch-side quantization compiles NNCF's extension (~90 s on 2 busy cores); NNCF's own 60 s
+# limit then fails qat/prune_int8 on a loaded machine. The compiled extension is cached afterwards.
+os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
 
 
 @dataclass
