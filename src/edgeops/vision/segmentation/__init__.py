@@ -29,7 +29,7 @@ class SegmentationTask(VisionTask):
     metric = "mIoU"
     per_class_metric = "IoU"
     models = ("unet", "lraspp_mobilenet_v3")
-    defaults = TaskDefaults(model="unet", image_size=128, epochs=40, batch_size=8, lr=3e-3)
+    defaults = TaskDefaults(model="unet", image_size=256, epochs=16, batch_size=8, lr=3e-3)
     model_api_type = "Segmentation"
     output_name = "scores"
 
@@ -96,9 +96,9 @@ class SegmentationTask(VisionTask):
     def augment(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        from edgeops.vision.segmentation.augment import flip_and_shift
+        from edgeops.vision.segmentation.augment import random_crops
 
-        return flip_and_shift(x, y, generator)
+        return random_crops(x, y, generator)
 
     def decode_output(self, raw: np.ndarray) -> np.ndarray:
         return label_map(raw)
