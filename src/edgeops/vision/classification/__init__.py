@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeops.errors import EdgeopsError
 from edgeops.images import load_rgb, printable, unreadable_reason
 from edgeops.vision.base import Dataset, Progress, Split, TaskDefaults, VisionTask
 from edgeops.vision.classification.metrics import classification_metrics
@@ -45,6 +46,13 @@ class ClassificationTask(VisionTask):
     def scan(self, root: Path, min_per_class: int) -> Dataset:
         from edgeops.vision.classification.dataset import scan_image_folder
 
+        from edgeops.vision.segmentation.dataset import detect_layout
+
+        if layout := detect_layout(root):  # its folders would become the "classes" images and masks
+            raise EdgeopsError(
+                f"{root} is a segmentation dataset ({layout}), not one sub-folder per class: "
+                "use --task segmentation (or task: segmentation in params.yaml)"
+            )
         folder = scan_image_folder(root)
         return Dataset(
             folder.root,
