@@ -126,16 +126,20 @@ def run(
             raise EdgeopsError(
                 f"{Path.cwd()} is not an edgeops project (no dvc.yaml and flows/): cd into your edgeops clone"
             )
+        if task is not None and data is None:
+            raise EdgeopsError("--task needs --data (or set `task` in params.yaml)")
+        chosen, why = choose_task(data, task) if data is not None else (config.task, "params.yaml")
         if data is not None:
-            chosen, why = choose_task(data, task)
+            config = config.model_copy(
+                update={"task": chosen, "data": config.data.model_copy(update={"path": str(data)})}
+            )
+        if Path(config.data.path) not in (DEMO_DATA, DEMO_SEGMENTATION_DATA):  # the demo stage makes those
+            # DVC hashes the folder before prepare runs: fail on a broken layout now, in our words,
+            # and before params.yaml is changed
+            scan_dataset(config)
+        if data is not None:
             set_params(params, {"task": chosen, "data": {"path": str(data)}})
             typer.echo(f"params.yaml: task = {chosen} (from {why}), data.path = {data}")
-            config = load_params(params)
-        elif task is not None:
-            raise EdgeopsError("--task needs --data (or set `task` in params.yaml)")
-        if Path(config.data.path) not in (DEMO_DATA, DEMO_SEGMENTATION_DATA):  # the demo stage makes those
-            # DVC hashes the folder before prepare runs: fail on a broken layout now, in our words
-            scan_dataset(config)
         embedded_defaults()
         with TemporaryServer() as prefect_api:  # starts while Prefect is being imported
             where = "a temporary local server" if prefect_api.proc else "PREFECT_API_URL"
