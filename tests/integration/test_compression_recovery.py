@@ -18,11 +18,12 @@ import openvino as ov
 import pytest
 import torch
 
-from edgeops.config import DataConfig, PtqAcConfig, PtqConfig, QatConfig, SplitConfig, TrainConfig
+from edgeops.config import Params, PtqAcConfig, PtqConfig, QatConfig, SplitConfig, parse_params
 from edgeops.pipeline import compress
-from edgeops.pipeline.prepare import Split, load_split, prepare_dataset
+from edgeops.pipeline.prepare import load_split, prepare_dataset
 from edgeops.pipeline.train import train_model
-from edgeops.runtime import core, predict_logits
+from edgeops.runtime import core, predict_all
+from edgeops.vision import Split, get_task
 from edgeops.vision.classification.demo import make_demo_dataset
 from edgeops.vision.classification.models import SmallCNN
 from edgeops.vision.preprocess import normalize
@@ -35,7 +36,9 @@ SEED = 0
 IMAGE_SIZE = 16  # digits are 8x8 originally: 16 px keeps all the information and trains in seconds
 # A bigger test split than the pipeline default: a 0.5-point criterion needs a few images per half point.
 SPLIT = SplitConfig(train=0.5, val=0.2, test=0.3)
-TRAIN = TrainConfig(model="small_cnn", epochs=8)
+# small_cnn, 8 epochs, batch 64, lr 3e-3: the classification defaults, at IMAGE_SIZE
+TRAIN = {"model": "small_cnn", "image_size": IMAGE_SIZE, "epochs": 8, "batch_size": 64, "lr": 3e-3}
+TASK = get_task("classification")
 MAX_DROP = 0.01
 # Two channels x200: the INT8 range after the first block becomes ~500 where the other channels need
 # ~4 (measured: plain PTQ falls from 98.9% to 75.3%; 90.2% when torch runs on 1 thread, which trains a
@@ -74,19 +77,34 @@ class Splits:
     train: Split
     val: Split
     test: Split
+    labels: list[str]
+    params: Params  # what prepared them, and what trains on them
+
+
+def _params(data_path: Path) -> Params:
+    return parse_params(
+        {
+            "seed": SEED,
+            "task": "classification",
+            "data": {"path": str(data_path), "split": SPLIT.model_dump()},
+            "by_task": {"classification": TRAIN},
+        }
+    )
 
 
 def _predictions(model: ov.Model, split: Split) -> np.ndarray:
     compiled = core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return predict_logits(compiled, split.images).argmax(1)
+    return predict_all(compiled, split.images, TASK.decode_output)
 
 
-def _evaluate(build: Callable[[], compress.Compressed], split: Split) -> Result:
+def _evaluate(build: Callable[[], compress.Compressed], split: Split, labels: list[str]) -> Result:
     start = time.perf_counter()
     compressed = build()
     seconds = time.perf_counter() - start
     predictions = _predictions(compressed.model, split)
-    return Result(compressed, float((predictions == split.labels).mean()), predictions, seconds)
+    accuracy = TASK.score(predictions, split, labels)["accuracy"]
+    assert accuracy == float((predictions == split.targets).mean())
+    return Result(compressed, accuracy, predictions, seconds)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,11 +122,16 @@ def _torch_extensions_cache() -> Iterator[None]:
 def splits(tmp_path_factory: pytest.TempPathFactory) -> Splits:
     folder = tmp_path_factory.mktemp("recovery")
     make_demo_dataset(folder / "digits", seed=SEED)  # all 1797 images
-    config = DataConfig(path=str(folder / "digits"), image_size=IMAGE_SIZE, split=SPLIT)
-    prepare_dataset(config, SEED, folder / "prepared", log=lambda _: None)
-    loaded = Splits(*(load_split(folder / "prepared", name) for name in ("train", "val", "test")))
+    params = _params(folder / "digits")
+    manifest = prepare_dataset(params, folder / "prepared", log=lambda _: None)
+    loaded = Splits(
+        *(load_split(folder / "prepared", name) for name in ("train", "val", "test")),
+        manifest["classes"],
+        params,
+    )
+    assert len(loaded.labels) == 10
     FIGURES["images train/val/test"] = "/".join(
-        str(len(s.labels)) for s in (loaded.train, loaded.val, loaded.test)
+        str(len(s.targets)) for s in (loaded.train, loaded.val, loaded.test)
     )
     return loaded
 
@@ -116,9 +139,9 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> Splits:
 @pytest.fixture(scope="module")
 def trained(splits: Splits) -> SmallCNN:
     start = time.perf_counter()
-    model, history = train_model(TRAIN, splits.train, splits.val, 10, SEED, log=_log)
+    model, history = train_model(splits.params, splits.train, splits.val, splits.labels, log=_log)
     FIGURES["train seconds"] = time.perf_counter() - start
-    best_val = max(row["val_accuracy"] for row in history)
+    best_val = max(row["val_score"] for row in history)  # the classification metric: accuracy
     # A recovery claim means little against a weak baseline.
     assert best_val >= 0.97, f"the float model did not learn the digits well enough: {best_val:.4f}"
     assert isinstance(model, SmallCNN)
@@ -132,7 +155,7 @@ def sensitive(trained: SmallCNN) -> SmallCNN:
 
 @pytest.fixture(scope="module")
 def fp32(sensitive: SmallCNN, splits: Splits) -> Result:
-    result = _evaluate(lambda: compress.fp32(sensitive, IMAGE_SIZE), splits.test)
+    result = _evaluate(lambda: compress.fp32(sensitive, IMAGE_SIZE), splits.test, splits.labels)
     FIGURES["fp32 test accuracy"] = result.test_accuracy
     return result
 
@@ -140,7 +163,7 @@ def fp32(sensitive: SmallCNN, splits: Splits) -> Result:
 @pytest.fixture(scope="module")
 def ptq(sensitive: SmallCNN, splits: Splits) -> Result:
     result = _evaluate(
-        lambda: compress.ptq(sensitive, IMAGE_SIZE, splits.train, PTQ, SEED, _log), splits.test
+        lambda: compress.ptq(sensitive, IMAGE_SIZE, splits.train, PTQ, SEED, _log), splits.test, splits.labels
     )
     FIGURES["ptq test accuracy"] = result.test_accuracy
     FIGURES["ptq seconds"] = result.seconds
@@ -150,8 +173,11 @@ def ptq(sensitive: SmallCNN, splits: Splits) -> Result:
 @pytest.fixture(scope="module")
 def ptq_ac(sensitive: SmallCNN, splits: Splits) -> Result:
     result = _evaluate(
-        lambda: compress.ptq_ac(sensitive, IMAGE_SIZE, splits.train, splits.val, PTQ_AC, SEED, _log),
+        lambda: compress.ptq_ac(
+            sensitive, IMAGE_SIZE, splits.train, splits.val, PTQ_AC, SEED, _log, TASK, splits.labels
+        ),
         splits.test,
+        splits.labels,
     )
     FIGURES["ptq_ac test accuracy"] = result.test_accuracy
     FIGURES["ptq_ac val drop"] = result.compressed.details["val_drop"]
@@ -162,7 +188,11 @@ def ptq_ac(sensitive: SmallCNN, splits: Splits) -> Result:
 
 def _qat(sensitive: SmallCNN, splits: Splits, seed: int) -> Result:
     return _evaluate(
-        lambda: compress.qat(sensitive, IMAGE_SIZE, splits.train, splits.val, QAT, seed, _log), splits.test
+        lambda: compress.qat(
+            sensitive, IMAGE_SIZE, splits.train, splits.val, QAT, seed, _log, TASK, splits.labels
+        ),
+        splits.test,
+        splits.labels,
     )
 
 
@@ -170,7 +200,7 @@ def _qat(sensitive: SmallCNN, splits: Splits, seed: int) -> Result:
 def qat(sensitive: SmallCNN, splits: Splits) -> Result:
     result = _qat(sensitive, splits, SEED)
     FIGURES["qat test accuracy"] = result.test_accuracy
-    FIGURES["qat val accuracy before fine-tuning"] = result.compressed.details["val_accuracy_before_finetune"]
+    FIGURES["qat val accuracy before fine-tuning"] = result.compressed.details["val_score_before_finetune"]
     FIGURES["qat seconds"] = result.seconds
     return result
 
@@ -202,13 +232,13 @@ def test_outliers_leave_the_float_model_unchanged(
 def test_plain_ptq_is_fine_without_the_outliers(trained: SmallCNN, splits: Splits) -> None:
     """Control: the same weights without outliers quantize within max_drop, so the loss below is
     caused by the outliers, not by the data, the model or the runtime."""
-    reference = _evaluate(lambda: compress.fp32(trained, IMAGE_SIZE), splits.test)
+    reference = _evaluate(lambda: compress.fp32(trained, IMAGE_SIZE), splits.test, splits.labels)
     quantized = _evaluate(
-        lambda: compress.ptq(trained, IMAGE_SIZE, splits.train, PTQ, SEED, _log), splits.test
+        lambda: compress.ptq(trained, IMAGE_SIZE, splits.train, PTQ, SEED, _log), splits.test, splits.labels
     )
     drop = reference.test_accuracy - quantized.test_accuracy
     FIGURES["control (no outliers) ptq drop"] = drop
-    assert drop <= MAX_DROP + drop_margin(len(splits.test.labels), MAX_DISAGREEMENT)
+    assert drop <= MAX_DROP + drop_margin(len(splits.test.targets), MAX_DISAGREEMENT)
 
 
 def test_plain_ptq_loses_accuracy(fp32: Result, ptq: Result) -> None:
@@ -231,7 +261,7 @@ def test_ptq_ac_stays_within_max_drop(fp32: Result, ptq: Result, ptq_ac: Result,
     assert disagreement <= MAX_DISAGREEMENT
     drop = fp32.test_accuracy - ptq_ac.test_accuracy
     FIGURES["ptq_ac test drop"] = drop
-    assert drop <= MAX_DROP + drop_margin(len(splits.test.labels), MAX_DISAGREEMENT)
+    assert drop <= MAX_DROP + drop_margin(len(splits.test.targets), MAX_DISAGREEMENT)
     assert ptq_ac.test_accuracy > ptq.test_accuracy + 4 * MAX_DROP  # it did recover
 
 
@@ -239,13 +269,13 @@ def test_qat_recovers_to_fp32(
     fp32: Result, ptq: Result, qat: Result, qat_other_seeds: list[Result], splits: Splits
 ) -> None:
     runs = [qat, *qat_other_seeds]
-    n = len(splits.test.labels)
+    n = len(splits.test.targets)
     gaps = [fp32.test_accuracy - run.test_accuracy for run in runs]
     disagreements = [float((run.test_predictions != fp32.test_predictions).mean()) for run in runs]
     FIGURES["qat test drop"] = gaps[0]
     FIGURES["qat test drop, median of seeds"] = float(np.median(gaps))
     # Fine-tuning starts from the broken INT8 model (val accuracy far below float) ...
-    assert qat.compressed.details["val_accuracy_before_finetune"] < fp32.test_accuracy - 5 * MAX_DROP
+    assert qat.compressed.details["val_score_before_finetune"] < fp32.test_accuracy - 5 * MAX_DROP
     # ... and wins it back. "Within 0.5 point of FP32" is a claim about the population; on 539 test
     # images a run can only be held to it up to two standard errors of its measured drop (from its own
     # disagreement with fp32, see drop_margin). The seed moves a 30-step fine-tune by an image or more
@@ -265,7 +295,9 @@ def test_qat_recovers_to_fp32(
 
 
 def test_ptq_is_deterministic(sensitive: SmallCNN, splits: Splits, ptq: Result) -> None:
-    again = _evaluate(lambda: compress.ptq(sensitive, IMAGE_SIZE, splits.train, PTQ, SEED, _log), splits.test)
+    again = _evaluate(
+        lambda: compress.ptq(sensitive, IMAGE_SIZE, splits.train, PTQ, SEED, _log), splits.test, splits.labels
+    )
     assert abs(again.test_accuracy - ptq.test_accuracy) <= 1e-6
     np.testing.assert_array_equal(again.test_predictions, ptq.test_predictions)
 
@@ -274,4 +306,4 @@ def test_qat_is_deterministic(sensitive: SmallCNN, splits: Splits, qat: Result) 
     again = _qat(sensitive, splits, SEED)
     FIGURES["qat rerun test accuracy"] = again.test_accuracy
     # Measured identical on CPU (seeded data order, deterministic torch algorithms); one image of slack.
-    assert abs(again.test_accuracy - qat.test_accuracy) <= 1 / len(splits.test.labels) + 1e-9
+    assert abs(again.test_accuracy - qat.test_accuracy) <= 1 / len(splits.test.targets) + 1e-9

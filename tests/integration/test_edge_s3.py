@@ -160,8 +160,8 @@ def test_promote_sync_serve_predict_then_new_version_while_serving_and_rollbacks
     rgw: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     """The whole path: registry → promote (publishes to S3) → device sync → serve, under load."""
-    from edgeops import promotion
     from edgeops.config import parse_params
+    from edgeops.registry import promotion
     from tests.unit.edge_helpers import good_tags, register_version
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -289,8 +289,8 @@ def test_second_target_missing_bucket_puts_the_first_targets_pointer_back(
 ) -> None:
     """production → a folder and an S3 bucket that does not exist. Before: the folder's pointer moved
     to v2 (its devices installed it) although the promotion failed and @production stayed v1."""
-    from edgeops import promotion
     from edgeops.config import parse_params
+    from edgeops.registry import promotion
     from tests.unit.edge_helpers import good_tags, register_version
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

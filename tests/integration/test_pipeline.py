@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from edgeops.files import read_model_json
+from edgeops.files import MODEL_FORMAT_VERSION, read_model_json
+from edgeops.images import load_rgb
 from edgeops.runtime import compile_model
-from edgeops.vision.classification.dataset import load_rgb
 from edgeops.vision.classification.demo import make_demo_dataset
 from tests.unit.edge_helpers import free_port, stop_process_group
 
@@ -78,8 +78,9 @@ def make_project(root: Path, data: Path) -> Path:
     for pkg in ("tasks", "flows", "src"):
         shutil.copytree(ROOT / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(path=str(data), image_size=16)
-    params["train"].update(epochs=6, batch_size=32)
+    params["task"] = "classification"
+    params["data"].update(path=str(data))
+    params["by_task"]["classification"].update(image_size=16, epochs=6, batch_size=32)
     variants = params["compress"]["variants"]
     variants["ptq"]["subset_size"] = 100
     variants["ptq_ac"]["subset_size"] = 100
@@ -122,8 +123,14 @@ def test_every_variant_is_a_working_ir_with_the_contract(pipeline_run):
     for variant in [*VARIANTS, "selected"]:
         folder = project / "models" / variant
         contract = read_model_json(folder)  # verifies sha256 of model.xml/model.bin
+        assert contract["format_version"] == MODEL_FORMAT_VERSION
+        assert contract["task"] == manifest["task"] == "classification" and contract["metric"] == "accuracy"
         assert contract["labels"] == manifest["classes"]
         assert contract["input"]["shape"] == [1, 16, 16, 3]
+        assert contract["output"]["name"] == "logits" and contract["output"]["shape"] == [
+            1,
+            len(manifest["classes"]),
+        ]
         compiled = compile_model(folder)
         hits = [
             int(np.argmax(compiled([load_rgb(Path(manifest["source"]) / path, 16)[None]])[0])) == label
@@ -131,11 +138,16 @@ def test_every_variant_is_a_working_ir_with_the_contract(pipeline_run):
         ]
         # accuracy from raw files the way an edge app reads them == what the pipeline recorded
         assert abs(float(np.mean(hits)) - contract["metrics"]["accuracy"]) < 1e-9, variant
+        if variant != "selected":  # evaluate's pictures of the test results: the confusion matrix
+            assert (project / "plots/pictures" / variant / "confusion.png").stat().st_size > 0, variant
 
 
 def test_int8_is_close_to_fp32_and_much_better_than_chance(pipeline_run):
     project = pipeline_run["project"]
-    acc = {v: json.loads((project / f"metrics/variants/{v}.json").read_text())["accuracy"] for v in VARIANTS}
+    results = {v: json.loads((project / f"metrics/variants/{v}.json").read_text()) for v in VARIANTS}
+    assert {r["metric"] for r in results.values()} == {"accuracy"}
+    acc = {v: r["score"] for v, r in results.items()}
+    assert all(r["metrics"]["accuracy"] == r["score"] for r in results.values())
     assert acc["fp32"] > 0.5, acc  # 10 classes: chance is 0.1
     for v in ("ptq", "ptq_ac", "qat", "prune_int8"):
         assert acc[v] >= acc["fp32"] - 0.06, acc
@@ -161,6 +173,9 @@ def test_mlflow_has_runs_metrics_and_the_registered_version(pipeline_run, mlflow
     assert version.run_id == selected["mlflow_run_id"]
     assert version.tags["variant"] == registration["variant"] == selected["variant"]
     assert version.tags["dataset_fingerprint"] == selected["dataset_fingerprint"]
+    assert version.tags["task"] == "classification" and version.tags["metric"] == "accuracy"
+    chosen = json.loads((project / f"metrics/variants/{registration['variant']}.json").read_text())
+    assert abs(float(version.tags["score"]) - chosen["score"]) < 1e-6
     parent = client.get_run(registration["parent_run_id"])
     assert parent.data.tags["dataset_fingerprint"] == selected["dataset_fingerprint"]
     assert parent.data.tags["data_dvc_md5"].endswith(".dir")

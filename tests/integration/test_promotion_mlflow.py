@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from edgeops import promotion
 from edgeops.config import Params, parse_params
 from edgeops.errors import EdgeopsError
+from edgeops.registry import promotion
 from edgeops.registry.cli import models_app
 from tests.unit.edge_helpers import (
     MlflowServer,
@@ -39,7 +39,7 @@ def registered(
     """A model with three versions logged through the server (artifacts proxied by it)."""
     name = "served-clf"
     root = tmp_path_factory.mktemp("models")
-    tags = [good_tags(), good_tags(accuracy="0.97"), good_tags(accuracy_drop="0.2")]
+    tags = [good_tags(), good_tags(score="0.97"), good_tags(score_drop="0.2")]
     versions = [
         register_version(mlflow_server.uri, name, build_model(root / f"m{i}", scale=0.2 * (i + 1)), t)
         for i, t in enumerate(tags)
@@ -51,7 +51,7 @@ def params_for(server: MlflowServer, tmp_path: Path, name: str) -> Params:
     return parse_params(
         {
             "mlflow": {"tracking_uri": server.uri, "model_name": name},
-            "gates": {"max_accuracy_drop": 0.01, "min_accuracy": 0.9},
+            "gates": {"max_score_drop": 0.01, "min_score": 0.9},
             "targets": {"production": [{"uri": f"file://{tmp_path}/edge"}]},
         }
     )
@@ -104,7 +104,7 @@ def test_concurrent_promotions_via_server(
         f"""
         import sys, time
         from edgeops.config import parse_params
-        from edgeops import promotion
+        from edgeops.registry import promotion
         p = parse_params({params.model_dump(mode="json")!r})
         client = promotion.make_client(p.mlflow.tracking_uri)
         client.get_registered_model({name!r})

@@ -61,6 +61,7 @@ def build_model(
         name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in ("model.xml", "model.bin")
     }
     meta = {
+        "format_version": 2,  # edgeops.files.MODEL_FORMAT_VERSION (not imported: edge tests stay light)
         "task": "classification",
         "labels": labels,
         "input": {
@@ -70,8 +71,16 @@ def build_model(
             "element_type": "u8",
             "color": "RGB",
         },
+        "output": {
+            "name": "logits",
+            "kind": "logits",
+            "shape": [1, n],
+            "classes": n,
+            "decode": "argmax = index into labels; softmax for scores",
+        },
         "precision": precision,
         "variant": variant,
+        "metric": "accuracy",
         "metrics": {"accuracy": accuracy},
         "files": files,
         "mlflow_run_id": run_id,
@@ -119,12 +128,15 @@ def register_version(
 
 
 def good_tags(**over: Any) -> dict[str, str]:
+    """The tags the register stage sets on a version (tasks/register.py), of a version that passes the gates."""
     tags = {
         "variant": "ptq",
         "precision": "INT8",
-        "accuracy": "0.95",
-        "fp32_accuracy": "0.955",
-        "accuracy_drop": "0.005",
+        "task": "classification",
+        "metric": "accuracy",
+        "score": "0.95",
+        "fp32_score": "0.955",
+        "score_drop": "0.005",
         "latency_ms_p50": "1.2",
         "size_mb": "0.5",
         "dataset_fingerprint": "fp-abc",

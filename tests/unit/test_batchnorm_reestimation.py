@@ -12,10 +12,13 @@ import torch
 from torch import nn
 
 from edgeops.errors import EdgeopsError
-from edgeops.pipeline.prepare import Split
-from edgeops.pipeline.train import accuracy, fit, reestimate_batchnorm, seed_everything
+from edgeops.pipeline.train import fit, reestimate_batchnorm, seed_everything, validation_score
+from edgeops.vision import Split, get_task
 from edgeops.vision.classification.models import build_model
 from edgeops.vision.preprocess import normalize
+
+TASK = get_task("classification")
+LABELS = ["square", "cross"]
 
 
 def _shapes_split(n_per_class: int, size: int, seed: int) -> Split:
@@ -42,7 +45,7 @@ def test_running_statistics_become_the_average_over_train_batches():
     model = build_model("mobilenet_v3_small", 2).eval()
     first_conv, first_bn = model.features[0][0], model.features[0][1]
     data = _shapes_split(8, 32, seed=0)  # 16 images: two batches of 8, plus a single image skipped
-    data = Split(np.concatenate([data.images, data.images[:1]]), np.concatenate([data.labels, [0]]))
+    data = Split(np.concatenate([data.images, data.images[:1]]), np.concatenate([data.targets, [0]]))
     assert reestimate_batchnorm(model, data, batch_size=8)
     with torch.no_grad():
         a, b = (first_conv(normalize(torch.from_numpy(data.images[i : i + 8]))) for i in (0, 8))
@@ -63,9 +66,11 @@ def test_mobilenet_from_scratch_is_accurate_in_eval_mode():
     seed_everything(0, 1)
     train, val = _shapes_split(24, 32, seed=1), _shapes_split(8, 32, seed=2)
     model = build_model("mobilenet_v3_small", 2)
-    model, history = fit(model, train, val, epochs=12, lr=3e-3, batch_size=16, seed=0, log=lambda _: None)
+    model, history = fit(
+        model, TASK, LABELS, train, val, epochs=12, lr=3e-3, batch_size=16, seed=0, log=lambda _: None
+    )
     assert min(row["train_loss"] for row in history) < 0.5  # it learned the training data ...
-    assert accuracy(model, val) >= 0.9  # ... and eval mode (what the IR runs) shows it
+    assert validation_score(model, TASK, val, LABELS) >= 0.9  # ... and eval mode (what the IR runs) shows it
 
 
 def test_batch_size_one_on_a_batchnorm_model_is_refused_not_silently_untrained():
@@ -73,5 +78,5 @@ def test_batch_size_one_on_a_batchnorm_model_is_refused_not_silently_untrained()
     before = copy.deepcopy(model.state_dict())
     data = _shapes_split(4, 16, seed=0)
     with pytest.raises(EdgeopsError, match="train.batch_size to 2 or more"):
-        fit(model, data, data, epochs=1, lr=1e-3, batch_size=1, seed=0, log=lambda _: None)
+        fit(model, TASK, LABELS, data, data, epochs=1, lr=1e-3, batch_size=1, seed=0, log=lambda _: None)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

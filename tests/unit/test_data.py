@@ -4,12 +4,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeops.config import DataConfig, SplitConfig
+from edgeops.config import SplitConfig
 from edgeops.errors import EdgeopsError
-from edgeops.pipeline.prepare import load_split, prepare_dataset, read_manifest
-from edgeops.vision.classification.dataset import fingerprint, load_images, load_rgb, scan_image_folder
+from edgeops.images import load_rgb
+from edgeops.pipeline.prepare import fingerprint, load_split, prepare_dataset, read_manifest
+from edgeops.vision import get_task
+from edgeops.vision.classification.dataset import scan_image_folder
 from edgeops.vision.classification.split import stratified_split
-from tests.helpers import write_image_folder
+from tests.helpers import classification_params, decode_images, write_image_folder
+
+TASK = get_task("classification")
+FRACTIONS = SplitConfig().model_dump()
 
 
 def test_missing_folder(tmp_path):
@@ -53,10 +58,9 @@ def test_stray_files_and_empty_class_dirs_are_ignored(image_folder):
 def test_corrupt_images_are_named_by_path(image_folder):
     (image_folder / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (image_folder / "eel" / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0")
-    folder = scan_image_folder(image_folder)
     with pytest.raises(EdgeopsError) as e:
-        load_images(folder, folder.samples, 8)
-    assert "2 unreadable image(s)" in str(e.value)
+        decode_images(image_folder, 8)
+    assert "2 unreadable file(s)" in str(e.value)
     assert "broken.png" in str(e.value) and "truncated.jpg" in str(e.value)
 
 
@@ -65,8 +69,7 @@ def test_gray_rgb_mixed_sizes_and_formats_become_rgb_at_size(tmp_path):
     write_image_folder(tmp_path, {"b": 3}, size=13, mode="RGB", fmt="png")
     Image.new("RGBA", (20, 30), (10, 20, 30, 128)).save(tmp_path / "b" / "alpha.png")
     Image.new("P", (9, 9)).save(tmp_path / "a" / "palette.bmp")
-    folder = scan_image_folder(tmp_path)
-    images = load_images(folder, folder.samples, 24)
+    images = decode_images(tmp_path, 24)
     assert images.shape == (8, 24, 24, 3) and images.dtype == np.uint8
     gray = load_rgb(tmp_path / "a" / "000.jpg", 24)
     assert np.array_equal(gray[..., 0], gray[..., 1])  # gray replicated into R, G and B
@@ -82,9 +85,12 @@ def test_load_rgb_matches_pil_bilinear(tmp_path):
 def test_split_is_stratified_seeded_and_disjoint(tmp_path):
     write_image_folder(tmp_path, {"a": 20, "b": 7, "c": 40})
     folder = scan_image_folder(tmp_path)
-    split = stratified_split(folder, SplitConfig(), seed=1, min_per_class=5)
-    again = stratified_split(folder, SplitConfig(), seed=1, min_per_class=5)
-    other = stratified_split(folder, SplitConfig(), seed=2, min_per_class=5)
+    labels = [s.label for s in folder.samples]
+    split = stratified_split(labels, folder.classes, FRACTIONS, seed=1, min_per_class=5)
+    again = stratified_split(labels, folder.classes, FRACTIONS, seed=1, min_per_class=5)
+    other = stratified_split(labels, folder.classes, FRACTIONS, seed=2, min_per_class=5)
+    # the task's split (what prepare calls) is this split
+    assert TASK.split(TASK.scan(tmp_path, 5), FRACTIONS, seed=1, min_per_class=5) == split
     assert split == again and split != other
     all_ix = split["train"] + split["val"] + split["test"]
     assert sorted(all_ix) == list(range(len(folder.samples)))
@@ -98,35 +104,37 @@ def test_split_is_stratified_seeded_and_disjoint(tmp_path):
 def test_class_with_too_few_images(tmp_path):
     write_image_folder(tmp_path, {"big": 10, "tiny": 2})
     folder = scan_image_folder(tmp_path)
+    labels = [s.label for s in folder.samples]
     with pytest.raises(EdgeopsError, match=r"tiny \(2\)"):
-        stratified_split(folder, SplitConfig(), seed=0, min_per_class=5)
+        stratified_split(labels, folder.classes, FRACTIONS, seed=0, min_per_class=5)
 
 
 def test_fingerprint_changes_with_content(image_folder):
-    before = fingerprint(scan_image_folder(image_folder))
-    assert before == fingerprint(scan_image_folder(image_folder))
+    before = fingerprint(TASK.scan(image_folder, 5))
+    assert before == fingerprint(TASK.scan(image_folder, 5))
     Image.new("RGB", (16, 16), (1, 2, 3)).save(image_folder / "cat" / "000.png")
-    assert fingerprint(scan_image_folder(image_folder)) != before
+    assert fingerprint(TASK.scan(image_folder, 5)) != before
 
 
 def test_prepare_writes_manifest_and_arrays(image_folder, tmp_path):
     out = tmp_path / "prepared"
-    config = DataConfig(path=str(image_folder), image_size=16, min_images_per_class=5)
-    manifest = prepare_dataset(config, seed=0, out_dir=out, log=lambda _: None)
+    params = classification_params(image_folder, image_size=16, min_images_per_class=5)
+    manifest = prepare_dataset(params, out_dir=out, log=lambda _: None)
     assert read_manifest(out) == manifest
     assert manifest["classes"] == ["cat", "dog", "eel"]
     assert sum(manifest["counts"].values()) == 30
     test = load_split(out, "test")
-    assert test.images.shape[1:] == (16, 16, 3) and len(test.labels) == manifest["counts"]["test"]
+    assert test.images.shape[1:] == (16, 16, 3) and len(test.targets) == manifest["counts"]["test"]
+    assert test.targets.tolist() == [label for _, label in manifest["splits"]["test"]]
 
 
 def test_prepare_failure_leaves_previous_output_untouched(image_folder, tmp_path):
     out = tmp_path / "prepared"
-    config = DataConfig(path=str(image_folder), image_size=16)
-    prepare_dataset(config, seed=0, out_dir=out, log=lambda _: None)
+    params = classification_params(image_folder, image_size=16)
+    prepare_dataset(params, out_dir=out, log=lambda _: None)
     before = (out / "manifest.json").read_text()
     (image_folder / "cat" / "zzz.png").write_bytes(b"garbage")
     with pytest.raises(EdgeopsError, match="zzz.png"):
-        prepare_dataset(config, seed=0, out_dir=out, log=lambda _: None)
+        prepare_dataset(params, out_dir=out, log=lambda _: None)
     assert (out / "manifest.json").read_text() == before
     assert not Path(str(out) + ".tmp").exists()

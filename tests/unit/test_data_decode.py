@@ -7,14 +7,8 @@ import pytest
 from PIL import Image
 
 from edgeops.errors import EdgeopsError
-from edgeops.vision.classification.dataset import (
-    JPEG_DRAFT_FACTOR,
-    load_images,
-    load_rgb,
-    scan_image_folder,
-    to_rgb,
-)
-from tests.helpers import write_image_folder
+from edgeops.images import JPEG_DRAFT_FACTOR, load_rgb, to_rgb
+from tests.helpers import decode_images, write_image_folder
 
 
 def _pil_reference(path, size):
@@ -95,15 +89,15 @@ def _broken_folder(tmp_path):
     (tmp_path / "a" / "text.png").write_text("just text\n")
     (tmp_path / "b" / "cut.png").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
     Image.new("1", (20000, 10000)).save(tmp_path / "b" / "bomb.png")  # 200 Mpx, a few KB on disk
-    return scan_image_folder(tmp_path)
+    return tmp_path
 
 
 def test_every_broken_file_is_named_with_its_reason(tmp_path):
     folder = _broken_folder(tmp_path)
     with pytest.raises(EdgeopsError) as e:
-        load_images(folder, folder.samples, 8)
+        decode_images(folder, 8)
     message = str(e.value)
-    assert message.startswith("4 unreadable image(s): ") and "\n" not in message
+    assert message.startswith("4 unreadable file(s): ") and "\n" not in message
     assert f"{tmp_path / 'a' / 'empty.png'} (empty file (0 bytes))" in message
     assert f"{tmp_path / 'a' / 'text.png'} (not a readable image" in message
     assert f"{tmp_path / 'b' / 'cut.png'} (" in message and "truncated" in message

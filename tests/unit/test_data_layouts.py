@@ -5,8 +5,9 @@ import os
 import pytest
 
 from edgeops.errors import EdgeopsError
-from edgeops.vision.classification.dataset import load_images, printable, scan_image_folder
-from tests.helpers import write_image_folder
+from edgeops.images import printable
+from edgeops.vision.classification.dataset import scan_image_folder
+from tests.helpers import decode_images, write_image_folder
 
 
 def test_macos_metadata_and_hidden_folders_are_not_images(image_folder):
@@ -18,7 +19,7 @@ def test_macos_metadata_and_hidden_folders_are_not_images(image_folder):
     assert folder.classes == ["cat", "dog", "eel"]
     assert len(folder.samples) == 30
     assert not any(part.startswith(".") for s in folder.samples for part in s.path.parts)
-    load_images(folder, folder.samples, 8)  # nothing unreadable left in
+    assert len(decode_images(image_folder, 8)) == 30  # nothing unreadable left in
     assert any(".trash" in note for note in folder.ignored)
     assert any("3 hidden file(s)" in note for note in folder.ignored)
 

@@ -8,11 +8,19 @@ import pytest
 import torch
 
 from edgeops.errors import EdgeopsError
-from edgeops.files import read_model_json, sha256_file
+from edgeops.files import MODEL_FORMAT_VERSION, read_model_json, sha256_file
 from edgeops.pipeline.export import to_openvino, with_preprocessing, write_model_dir
-from edgeops.runtime import compile_model, predict_logits
+from edgeops.runtime import compile_model, predict_all, raw_output
+from edgeops.vision import get_task
 from edgeops.vision.classification.models import build_model
 from edgeops.vision.preprocess import normalize
+
+CLASSIFICATION = get_task("classification")
+
+
+def predict_logits(compiled: ov.CompiledModel, images: np.ndarray) -> np.ndarray:
+    """The raw outputs (logits) of every image, one inference each (the IR has batch 1)."""
+    return predict_all(compiled, images, lambda raw: raw)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +43,12 @@ def test_ir_on_raw_pixels_equals_torch_on_normalized(small_model, tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, size=(6, 24, 24, 3), dtype=np.uint8)
     with torch.no_grad():
         expected = small_model(normalize(torch.from_numpy(pixels))).numpy()
-    got = predict_logits(compile_model(tmp_path / "m", "f32"), pixels)
+    compiled = compile_model(tmp_path / "m", "f32")
+    got = predict_logits(compiled, pixels)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(raw_output(compiled, pixels[2])[0], expected[2], rtol=1e-4, atol=1e-4)
+    # the task's decoding of the IR outputs = the classes torch predicts
+    assert predict_all(compiled, pixels, CLASSIFICATION.decode_output).tolist() == expected.argmax(1).tolist()
     assert contract["input"]["shape"] == [1, 24, 24, 3]
 
 
@@ -47,9 +59,24 @@ def test_ir_input_contract(small_model, tmp_path):
     assert list(model.input(0).get_shape()) == [1, 24, 24, 3]
     assert model.input(0).get_any_name() == "image"
     contract = json.loads((tmp_path / "m" / "model.json").read_text())
-    for key in ("task", "labels", "input", "precision", "metrics", "files", "mlflow_run_id"):
+    for key in (
+        "task",
+        "labels",
+        "input",
+        "output",
+        "metric",
+        "precision",
+        "metrics",
+        "files",
+        "mlflow_run_id",
+    ):
         assert key in contract
+    assert contract["format_version"] == MODEL_FORMAT_VERSION
+    assert contract["task"] == "classification" and contract["metric"] == "accuracy"
     assert contract["input"]["layout"] == "NHWC" and contract["input"]["color"] == "RGB"
+    assert contract["output"]["name"] == "logits" and contract["output"]["shape"] == [1, 4]
+    assert model.output(0).get_any_name() == contract["output"]["name"]
+    assert read_model_json(tmp_path / "m") == contract
     assert contract["files"]["model.bin"] == sha256_file(tmp_path / "m" / "model.bin")
 
 

@@ -10,8 +10,11 @@ import torch
 import tasks.compress
 from edgeops.config import PruneConfig, QatConfig
 from edgeops.pipeline import compress
-from edgeops.pipeline.prepare import Split
+from edgeops.vision import Split, get_task
 from edgeops.vision.classification.models import build_model
+
+TASK = get_task("classification")
+LABELS = ["dark", "bright"]
 
 
 def _split(n: int, seed: int) -> Split:
@@ -36,24 +39,27 @@ def test_finetuning_uses_the_given_batch_size(variant, monkeypatch):
     model = build_model("small_cnn", 2).eval()
     train, val = _split(24, 0), _split(6, 1)
     if variant == "qat":
-        compress.qat(
-            model, 16, train, val, QatConfig(epochs=1, subset_size=8), 0, lambda _: None, batch_size=8
-        )
+        config = QatConfig(epochs=1, subset_size=8)
+        compress.qat(model, 16, train, val, config, 0, lambda _: None, TASK, LABELS, batch_size=8)
     else:
         config = PruneConfig(epochs=1, subset_size=8)
-        compress.prune_int8(model, 16, train, val, config, 0, lambda _: None, batch_size=8)
+        compress.prune_int8(model, 16, train, val, config, 0, lambda _: None, TASK, LABELS, batch_size=8)
     assert seen == [8]
 
 
 @pytest.mark.parametrize("variant", ["qat", "prune_int8"])
 def test_compress_stage_passes_train_batch_size(variant, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    settings = "{model: small_cnn, image_size: 16, epochs: 1, batch_size: 12, lr: 0.001}"
     (tmp_path / "params.yaml").write_text(
-        f"train: {{batch_size: 12}}\ncompress: {{variants: {{{variant}: {{}}}}}}\n"
+        f"task: classification\nby_task: {{classification: {settings}}}\n"
+        f"compress: {{variants: {{{variant}: {{}}}}}}\n"
     )
-    monkeypatch.setattr(tasks.compress, "load_checkpoint", lambda _: (object(), {"image_size": 16}))
+    meta = {"task": "classification", "classes": LABELS, "image_size": 16}
+    monkeypatch.setattr(tasks.compress, "load_checkpoint", lambda _: (object(), meta))
     monkeypatch.setattr(tasks.compress, "load_split", lambda *_: None)
     calls: list[tuple] = []
     monkeypatch.setattr(compress, variant, lambda *args: calls.append(args))
     tasks.compress.build(variant)
     assert calls[0][-1] == 12
+    assert calls[0][-3:-1] == (TASK, LABELS)  # the task and labels the fine-tuning validates with

@@ -61,11 +61,28 @@ def test_bad_params_key_stops_run_before_anything_starts(tmp_path):
     )
 
 
-def test_run_with_missing_data_folder(tmp_path):
+def _project(root: Path) -> Path:
+    """A folder `edgeops run` accepts as a project (dvc.yaml, flows/pipeline.py), with params.yaml `seed: 0`."""
+    (root / "flows").mkdir(parents=True, exist_ok=True)
+    (root / "flows" / "pipeline.py").write_text("")
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "params.yaml").write_text("seed: 0\n")
+    return root
+
+
+def test_run_outside_a_project_is_one_line_exit_2(tmp_path):
     (tmp_path / "params.yaml").write_text("seed: 0\n")
+    result = run_cli("run", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert "is not an edgeops project" in result.stderr
+
+
+def test_run_with_missing_data_folder(tmp_path):
+    _project(tmp_path)
     result = run_cli("run", "--data", str(tmp_path / "missing"), cwd=tmp_path)
     assert result.returncode == 2
-    assert "missing does not exist" in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "missing is not a folder (or does not exist)" in result.stderr
     assert (tmp_path / "params.yaml").read_text() == "seed: 0\n"  # not rewritten on a bad --data
 
 
@@ -105,7 +122,7 @@ def test_run_refuses_a_dataset_with_a_broken_symlink_before_anything_starts(tmp_
 
     write_image_folder(tmp_path / "data", {"a": 3, "b": 3})
     (tmp_path / "data" / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
-    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    _project(tmp_path)
     result = run_cli("run", "--data", str(tmp_path / "data"), cwd=tmp_path)
     assert result.returncode == 2 and "broken symlink" in result.stderr and "gone.png" in result.stderr
     assert (tmp_path / "params.yaml").read_text() == "seed: 0\n"

@@ -16,9 +16,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from edgeops import promotion
 from edgeops.config import GatesConfig, Params, parse_params
 from edgeops.errors import EdgeopsError
+from edgeops.pipeline.gates import Measured, check_gates
+from edgeops.registry import promotion
 from edgeops.registry.cli import models_app, promote_command
 from tests.unit.edge_helpers import build_model, good_tags, register_version
 
@@ -30,7 +31,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with v1 (good), v2 (good), v3 (accuracy drop too large), built once per module."""
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root}/mlflow.db"
-    for i, tags in enumerate([good_tags(), good_tags(accuracy="0.96"), good_tags(accuracy_drop="0.05")], 1):
+    for i, tags in enumerate([good_tags(), good_tags(score="0.96"), good_tags(score_drop="0.05")], 1):
         register_version(uri, NAME, build_model(root / f"m{i}", scale=0.1 * i), tags, root / "artifacts")
     return root
 
@@ -41,7 +42,7 @@ def params(template: Path, tmp_path: Path) -> Params:
     return parse_params(
         {
             "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "model_name": NAME},
-            "gates": {"max_accuracy_drop": 0.01, "min_accuracy": 0.9, "latency_budget_ms": 5},
+            "gates": {"max_score_drop": 0.01, "min_score": 0.9, "latency_budget_ms": 5},
             "targets": {
                 "production": [{"uri": f"file://{tmp_path}/edge-prod"}],
                 "staging": [{"uri": f"file://{tmp_path}/edge-staging"}],
@@ -59,18 +60,35 @@ def _alias(client: Any, stage: str) -> str:
     return str(client.get_registered_model(NAME).aliases[stage])
 
 
-def test_check_gates_pure() -> None:
-    gates = GatesConfig(max_accuracy_drop=0.01, min_accuracy=0.9, latency_budget_ms=2, max_size_mb=1)
-    assert all(g.ok for g in promotion.check_gates(good_tags(), gates))
-    failed = {
-        g.gate for g in promotion.check_gates(good_tags(accuracy="0.8", size_mb="3"), gates) if not g.ok
-    }
-    assert failed == {"min_accuracy", "max_size_mb"}
+def test_version_gates_pure() -> None:
+    gates = GatesConfig(max_score_drop=0.01, min_score=0.9, latency_budget_ms=2, max_size_mb=1)
+    assert all(g.ok for g in promotion.version_gates(good_tags(), gates))
+    failed = {g.gate for g in promotion.version_gates(good_tags(score="0.8", size_mb="3"), gates) if not g.ok}
+    assert failed == {"min_score", "max_size_mb"}
     tags = good_tags()
-    del tags["latency_ms_p50"], tags["accuracy_drop"]  # drop derived from fp32_accuracy; latency missing
-    results = {g.gate: g for g in promotion.check_gates(tags, gates)}
-    assert results["max_accuracy_drop"].ok and not results["latency_budget_ms"].ok
-    assert "not recorded" in results["latency_budget_ms"].detail
+    del tags["latency_ms_p50"], tags["score_drop"]  # drop derived from fp32_score; latency missing
+    measured = promotion.measured_from_tags(tags)
+    assert measured.metric == "accuracy" and measured.score_drop == pytest.approx(0.005)
+    assert measured.latency_ms_p50 is None and measured.size_mb == 0.5
+    results = {g.gate: g for g in promotion.version_gates(tags, gates)}
+    assert results["max_score_drop"].ok and not results["latency_budget_ms"].ok
+    assert "not measured" in results["latency_budget_ms"].detail
+    del tags["fp32_score"]  # no drop at all: the drop gate cannot pass
+    results = {g.gate: g for g in promotion.version_gates(tags, gates)}
+    assert not results["max_score_drop"].ok and results["max_score_drop"].value is None
+
+
+def test_promotion_gates_are_the_selection_gates() -> None:
+    """promote and select judge the same measurements the same way (edgeops.pipeline.gates)."""
+    gates = GatesConfig(max_score_drop=0.01, min_score=0.9, latency_budget_ms=1.0, max_size_mb=1)
+    tags = good_tags(score="0.85", score_drop="0.02")
+    measured = Measured("accuracy", 0.85, 0.02, 1.2, 0.5)
+    assert promotion.version_gates(tags, gates) == check_gates(measured, gates)
+    assert {g.gate for g in check_gates(measured, gates) if not g.ok} == {
+        "min_score",
+        "max_score_drop",
+        "latency_budget_ms",
+    }
 
 
 def test_promote_moves_alias_stage_audits_and_publishes(
@@ -98,7 +116,9 @@ def test_promote_moves_alias_stage_audits_and_publishes(
 
 def test_failing_gate_refuses_and_changes_nothing(params: Params) -> None:
     promotion.promote(params, NAME, 1, "production")
-    with pytest.raises(EdgeopsError, match=r"max_accuracy_drop: accuracy_drop 0.05 > 0.01.*--force"):
+    with pytest.raises(
+        EdgeopsError, match=r"max_score_drop: accuracy drop 0.05 > max_score_drop 0.01.*--force"
+    ):
         promotion.promote(params, NAME, 3, "production")
     client = promotion.make_client(params.mlflow.tracking_uri)
     assert _alias(client, "production") == "1"
@@ -176,7 +196,7 @@ def test_two_promotions_at_once_leave_one_consistent_result(params: Params, tmp_
         f"""
         import sys, time
         from edgeops.config import parse_params
-        from edgeops import promotion
+        from edgeops.registry import promotion
         p = parse_params({params.model_dump(mode="json")!r})
         v = sys.argv[1]
         client = promotion.make_client(p.mlflow.tracking_uri)
@@ -225,6 +245,9 @@ def test_models_cli_tables_and_json(params: Params, tmp_path: Path) -> None:
     assert any("production" in line and "Production" in line for line in lines)
     rows = json.loads(runner.invoke(models_app, ["list", "--json", "--params", str(path)]).stdout)
     assert {r["version"] for r in rows} == {"1", "2", "3"}
+    by_version = {r["version"]: r for r in rows}
+    assert by_version["2"]["task"] == "classification" and by_version["2"]["metric"] == "accuracy"
+    assert by_version["2"]["score"] == 0.96 and by_version["3"]["score_drop"] == 0.05
     r = runner.invoke(models_app, ["show", NAME, "--version", "2", "--params", str(path)])
     assert r.exit_code == 0 and "fp-abc" in r.stdout and "cli test" in r.stdout
     detail = json.loads(

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from edgeops import promotion
 from edgeops.config import Params, parse_params
 from edgeops.errors import EdgeopsError
+from edgeops.registry import promotion
 from tests.unit.edge_helpers import build_model, good_tags, register_version
 
 if TYPE_CHECKING:

@@ -11,9 +11,12 @@ from nncf.torch.function_hook.pruning.magnitude.schedulers import ExponentialMag
 
 from edgeops.config import PruneConfig
 from edgeops.pipeline import compress
-from edgeops.pipeline.prepare import Split
 from edgeops.pipeline.train import fit
+from edgeops.vision import Split, get_task
 from edgeops.vision.classification.models import build_model
+
+TASK = get_task("classification")
+LABELS = ["dark", "bright"]
 
 
 def _split(n: int, size: int = 16, seed: int = 0) -> Split:
@@ -37,7 +40,9 @@ def test_sparsity_ramps_once_per_epoch(n_train, monkeypatch):
     torch.manual_seed(0)
     model = build_model("small_cnn", 2).eval()
     config = PruneConfig(ratio=0.5, epochs=3, lr=1e-3, subset_size=8)
-    result = compress.prune_int8(model, 16, _split(n_train), _split(8, seed=1), config, 0, lambda _: None)
+    result = compress.prune_int8(
+        model, 16, _split(n_train), _split(8, seed=1), config, 0, lambda _: None, TASK, LABELS
+    )
     assert steps == [0, 1, 2, 3, 3]  # start, after each epoch, and the final "make sure"
     assert result.details["sparsity"] == pytest.approx(0.5, abs=0.01)
 
@@ -47,6 +52,8 @@ def test_fit_calls_after_epoch_once_per_epoch_even_if_the_last_batch_is_skipped(
     calls: list[int] = []
     fit(
         build_model("small_cnn", 2),
+        TASK,
+        LABELS,
         _split(65),
         _split(8, seed=1),
         epochs=2,

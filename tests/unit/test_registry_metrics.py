@@ -4,25 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edgeops.registry.tracking import variant_metrics
 
 LABELS = ["cat, striped", 'say "cheese"', "café au lait", "a/b", "x?y*z", "x_y_z", "plain"]
 
 
 def result_with(labels: list[str]) -> dict:
+    per_class = {label: i / 10 for i, label in enumerate(labels)}
     return {
-        "accuracy": 0.9,
-        "accuracy_f32": 0.9,
+        "metric": "accuracy",
+        "score": 0.9,
+        "score_f32": 0.9,
+        "metrics": {"accuracy": 0.9, "n": 70, "per_class": per_class},
         "size_mb": 1.0,
         "benchmark": {"f32": {"latency_ms_p50": 1.0, "latency_ms_p90": 2.0, "throughput_fps": 10.0}},
-        "per_class_accuracy": {label: i / 10 for i, label in enumerate(labels)},
     }
 
 
 def test_metrics_of_any_class_names_are_accepted_by_mlflow(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    metrics = variant_metrics(result_with(LABELS), fp32_accuracy=0.95)
+    metrics = variant_metrics(result_with(LABELS), fp32_score=0.95)
+    assert metrics["accuracy"] == 0.9 and metrics["accuracy_f32_hint"] == 0.9
+    assert metrics["accuracy_drop"] == pytest.approx(0.05)
     per_class = {k: v for k, v in metrics.items() if k.startswith("per_class_accuracy.")}
     assert len(per_class) == len(LABELS)  # "x?y*z" and "x_y_z" both kept, no overwrite
     assert sorted(per_class.values()) == [i / 10 for i in range(len(LABELS))]

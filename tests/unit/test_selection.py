@@ -2,7 +2,8 @@ import pytest
 
 from edgeops.config import GatesConfig
 from edgeops.errors import EdgeopsError
-from edgeops.pipeline.selection import candidates, check_gates, choose, pareto_front
+from edgeops.pipeline.gates import Measured, check_gates, failures
+from edgeops.pipeline.selection import candidates, choose, pareto_front
 
 
 def result(acc, p50, size, status="ok"):
@@ -10,7 +11,10 @@ def result(acc, p50, size, status="ok"):
         return {"status": "failed", "error": "boom"}
     return {
         "status": "ok",
-        "accuracy": acc,
+        "metric": "accuracy",
+        "score": acc,
+        "score_f32": acc,
+        "metrics": {"accuracy": acc, "n": 100, "per_class": {}},
         "size_mb": size,
         "benchmark": {"default": {"latency_ms_p50": p50}, "f32": {"latency_ms_p50": p50 * 2}},
     }
@@ -27,32 +31,60 @@ RESULTS = {
 
 
 def test_fastest_passing_variant_wins_and_ties_go_to_smaller():
-    cands = candidates(RESULTS, GatesConfig(max_accuracy_drop=0.01))
+    cands = candidates(RESULTS, GatesConfig(max_score_drop=0.01))
     chosen = choose(cands)
     assert chosen is not None and chosen.variant == "qat"
     by_name = {c.variant: c for c in cands}
-    assert "accuracy drop 0.0500" in by_name["ptq"].failures[0]
+    assert by_name["ptq"].score_drop == pytest.approx(0.05)
+    assert by_name["ptq"].failures == ["accuracy drop 0.05 > max_score_drop 0.01"]
     assert by_name["prune_int8"].failures == ["compression failed: boom"]
 
 
 def test_looser_gate_picks_the_fastest():
-    chosen = choose(candidates(RESULTS, GatesConfig(max_accuracy_drop=0.06)))
+    chosen = choose(candidates(RESULTS, GatesConfig(max_score_drop=0.06)))
     assert chosen is not None and chosen.variant == "ptq"
 
 
 def test_latency_and_size_gates():
-    gates = GatesConfig(max_accuracy_drop=0.2, latency_budget_ms=3.5, max_size_mb=9.0)
+    gates = GatesConfig(max_score_drop=0.2, latency_budget_ms=3.5, max_size_mb=9.0)
     cands = candidates(RESULTS, gates)
     assert choose(cands) is None
     ptq = next(c for c in cands if c.variant == "ptq")
-    assert ptq.failures == ["size 10.000 MB > max_size_mb 9.0"]
+    assert ptq.failures == ["size MB 10 > max_size_mb 9"]
+    ptq_ac = next(c for c in cands if c.variant == "ptq_ac")
+    assert ptq_ac.failures == ["latency p50 ms 4 > latency_budget_ms 3.5", "size MB 11 > max_size_mb 9"]
 
 
-def test_min_accuracy_gate():
-    assert check_gates(0.5, 0.0, None, None, GatesConfig(min_accuracy=0.6)) == [
-        "accuracy 0.5000 < min_accuracy 0.6"
+def test_min_score_gate():
+    gates = GatesConfig(min_score=0.6)
+    assert failures(check_gates(Measured("accuracy", 0.5, 0.0, None, None), gates)) == [
+        "accuracy 0.5 < min_score 0.6"
     ]
-    assert check_gates(0.7, 0.0, None, None, GatesConfig(min_accuracy=0.6)) == []
+    assert failures(check_gates(Measured("accuracy", 0.7, 0.0, None, None), gates)) == []
+    assert failures(check_gates(Measured("mIoU", 0.5, 0.0, None, None), gates)) == [
+        "mIoU 0.5 < min_score 0.6"
+    ]
+
+
+def test_a_missing_measurement_fails_its_gate_and_unset_gates_are_skipped():
+    gates = GatesConfig(max_score_drop=0.01, latency_budget_ms=5.0, max_size_mb=2.0, min_score=0.5)
+    results = check_gates(Measured("accuracy", 0.9, None, None, 1.0), gates)
+    assert {r.gate: r.ok for r in results} == {
+        "min_score": True,
+        "max_score_drop": False,
+        "latency_budget_ms": False,
+        "max_size_mb": True,
+    }
+    assert failures(results) == ["accuracy drop not measured", "latency p50 ms not measured"]
+    # only max_score_drop is set by default: nothing else is checked, whatever is missing
+    assert [r.gate for r in check_gates(Measured("accuracy", None, 0.0, None, None), GatesConfig())] == [
+        "max_score_drop"
+    ]
+
+
+def test_gate_limits_are_inclusive():
+    gates = GatesConfig(max_score_drop=0.01, latency_budget_ms=5.0, max_size_mb=2.0, min_score=0.5)
+    assert failures(check_gates(Measured("accuracy", 0.5, 0.01, 5.0, 2.0), gates)) == []
 
 
 def test_pareto_front():

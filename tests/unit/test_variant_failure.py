@@ -36,7 +36,10 @@ def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
 
     fp32 = {
         "status": "ok",
-        "accuracy": 0.9,
+        "metric": "accuracy",
+        "score": 0.9,
+        "score_f32": 0.9,
+        "metrics": {"accuracy": 0.9, "n": 10, "per_class": {"a": 0.8, "b": 1.0}},
         "size_mb": 1.0,
         "benchmark": {"default": {"latency_ms_p50": 1.0}, "f32": {"latency_ms_p50": 2.0}},
     }
