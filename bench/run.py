@@ -1,10 +1,11 @@
 """`make bench`: FP32 / FP16 / INT8 on the real OpenVINO CPU runtime, as the pipeline builds them.
 
-    python bench/run.py [--seconds 3] [--models resnet18,mobilenet_v3_small] [--out bench/results.json]
-                        [--with-bare] [--keep-ir DIR]
+    python bench/run.py [--seconds 3] [--models resnet18,mobilenet_v3_small,unet_seg]
+                        [--out bench/results.json] [--with-bare] [--keep-ir DIR]
 
-Per model (224x224, 1000 classes, batch 1, random init: fine for speed, meaningless for accuracy):
-the pipeline's own code builds the IRs (u8 NHWC input, normalization inside): fp32, fp16 and ptq
+Per model (batch 1, random init: fine for speed, meaningless for accuracy): classification models at
+224x224 with 1000 classes, and `unet_seg`, the default segmentation model (edgeops' UNet, 2 classes) at
+256x256. The pipeline's own code builds the IRs (u8 NHWC input, normalization inside): fp32, fp16 and ptq
 (post-training INT8, calibrated on 64 seeded synthetic images), then each IR is measured with
 INFERENCE_PRECISION_HINT=f32 and with the runtime default (bf16 on CPUs that have it):
 p50/p90 latency (sync requests, LATENCY hint), throughput (async queue, THROUGHPUT hint), size.
@@ -12,8 +13,11 @@ All configurations of a model are measured round-robin in short slices, so drift
 on the machine hit them alike and the ratios are fair; absolute times vary from run to run.
 
 Also shown, not re-measured: the demo pipeline's variants (metrics/variants/*.json, with accuracy),
-the pipeline overhead (reports/pipeline_timing.json) and, with --with-bare, bench/bare_nncf.py:
-bare NNCF + OpenVINO on resnet18, the reference for the INT8 speed-up.
+the pipeline overhead (reports/pipeline_timing.json) and, with --with-bare, the references for the INT8
+speed-up made with bare NNCF + OpenVINO calls: bench/bare_nncf.py (resnet18, when it is in --models) and
+bench/bare_nncf_segmentation.py (the same UNet at 256x256, when unet_seg is in --models). Targets: resnet18
+INT8 >= 3x fp32@f32; unet_seg INT8 >= 2.5x fp32@f32 (needs VNNI/AMX INT8 instructions) and the pipeline's
+unet_seg speed-up >= 0.9x the bare script's.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +39,39 @@ IMAGE_SIZE = 224
 NUM_CLASSES = 1000
 CALIBRATION_IMAGES = 64
 ROUNDS = 6  # round-robin slices per configuration (more, shorter slices: robust to bursts of outside load)
+MIN_SLICE_ITERATIONS = 3  # per latency slice, whatever its length
+WARMUP_ITERATIONS = 5  # per compiled model, before the first slice
 HINTS: tuple[str, ...] = ("f32", "default")
 VARIANTS: tuple[str, ...] = ("fp32", "fp16", "ptq")
 INT8_VARIANTS: tuple[str, ...] = ("ptq", "int8")  # what counts as "the INT8 variant" in a model's rows
 SPEEDUP_TARGET = 3.0
 OVERHEAD_TARGET = 0.15
+SEG_MODEL = "unet_seg"  # the default segmentation model, as --models spells it
+SEG_ARCH = "unet"
+SEG_IMAGE_SIZE = 256
+SEG_LABELS: tuple[str, ...] = ("background", "foreground")
+SEG_SPEEDUP_TARGET = 2.5  # INT8 vs fp32@f32
+SEG_VS_BARE_TARGET = 0.9  # the pipeline's INT8 speed-up over the bare script's
+DEFAULT_MODELS = f"resnet18,mobilenet_v3_small,{SEG_MODEL}"
+# the instructions that make CPU INT8 convolutions fast (VNNI dot products, AMX tiles)
+INT8_DOT_ISA: tuple[str, ...] = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    task: str  # edgeops vision task name
+    arch: str  # the task's build_model name
+    image_size: int
+    labels: tuple[str, ...]
+
+
+def model_spec(name: str) -> ModelSpec:
+    """What --models NAME builds: unet_seg is the segmentation UNet, anything else a classifier."""
+    if name == SEG_MODEL:
+        return ModelSpec("segmentation", SEG_ARCH, SEG_IMAGE_SIZE, SEG_LABELS)
+    return ModelSpec("classification", name, IMAGE_SIZE, tuple(f"class_{i}" for i in range(NUM_CLASSES)))
 
 
 def log(message: str) -> None:
@@ -127,7 +158,35 @@ def speedups(rows: list[Row]) -> dict[str, dict[str, float | None]]:
     return result
 
 
-def targets(ratios: dict[str, dict[str, float | None]], timing: dict | None) -> dict[str, dict]:
+def segmentation_summary(ratios: dict[str, dict[str, float | None]]) -> dict[str, Any]:
+    """unet_seg's INT8 speed-up vs fp32@f32 through the pipeline and in the bare script, and their ratio."""
+    pipeline = ratios.get(SEG_MODEL, {}).get("int8_vs_fp32_f32")
+    bare = ratios.get(SEG_BARE_MODEL, {}).get("int8_vs_fp32_f32")
+    return {
+        "model": SEG_MODEL,
+        "image_size": SEG_IMAGE_SIZE,
+        "pipeline_int8_vs_f32": pipeline,
+        "bare_int8_vs_f32": bare,
+        "pipeline_over_bare": _ratio(pipeline, bare),
+    }
+
+
+def int8_isa_note(isa: Iterable[str]) -> str:
+    """Why (or why not) the CPU can be expected to run INT8 convolutions much faster than f32."""
+    flags = list(isa)
+    have = [f for f in INT8_DOT_ISA if f in flags]
+    shown = " ".join(flags) or "none of the recorded flags"
+    if have:
+        return f"CPU ISA: {shown}; INT8 dot-product instructions present ({', '.join(have)})"
+    return (
+        f"CPU ISA: {shown}; no VNNI/AMX ({', '.join(INT8_DOT_ISA)} all absent): INT8 convolutions run on plain "
+        "AVX2 multiply-adds, so a large INT8 speed-up is not reachable on this CPU"
+    )
+
+
+def targets(
+    ratios: dict[str, dict[str, float | None]], timing: dict | None, isa: Iterable[str] | None = None
+) -> dict[str, dict]:
     measured = ratios.get("resnet18", {}).get("int8_vs_fp32_f32")
     result: dict[str, dict] = {
         "resnet18_int8_vs_f32": {
@@ -148,6 +207,24 @@ def targets(ratios: dict[str, dict[str, float | None]], timing: dict | None) -> 
             "work_seconds": timing.get("work_seconds"),
             "stages_run": timing.get("stages_run"),
         }
+    seg = segmentation_summary(ratios)
+    speedup = seg["pipeline_int8_vs_f32"]
+    result["unet_seg_int8_vs_f32"] = {
+        "target": SEG_SPEEDUP_TARGET,
+        "measured": speedup,
+        "met": None if speedup is None else speedup >= SEG_SPEEDUP_TARGET,
+        "image_size": SEG_IMAGE_SIZE,
+        "isa": None if isa is None else list(isa),
+        "int8_dot_isa": None if isa is None else [f for f in INT8_DOT_ISA if f in isa],
+    }
+    vs_bare = seg["pipeline_over_bare"]
+    result["unet_seg_pipeline_vs_bare"] = {
+        "target": SEG_VS_BARE_TARGET,
+        "measured": vs_bare,
+        "met": None if vs_bare is None else vs_bare >= SEG_VS_BARE_TARGET,
+        "pipeline_int8_vs_f32": speedup,
+        "bare_int8_vs_f32": seg["bare_int8_vs_f32"],
+    }
     return result
 
 
@@ -188,6 +265,22 @@ def format_speedups(ratios: dict[str, dict[str, float | None]]) -> str:
             _fmt(r["size_ratio_fp32_over_int8"]) + "x" if r["size_ratio_fp32_over_int8"] else "-",
         ]
         for model, r in ratios.items()
+    ]
+    return _grid(header, body)
+
+
+def format_segmentation(seg: dict[str, Any]) -> str:
+    def times(value: float | None) -> str:
+        return _fmt(value) + "x" if value else "-"
+
+    header = ["segmentation", "pipeline INT8 vs fp32@f32", "bare INT8 vs fp32@f32", "pipeline/bare"]
+    body = [
+        [
+            f"{seg['model']} {seg['image_size']}px",
+            times(seg["pipeline_int8_vs_f32"]),
+            times(seg["bare_int8_vs_f32"]),
+            _fmt(seg["pipeline_over_bare"]),
+        ]
     ]
     return _grid(header, body)
 
@@ -234,6 +327,33 @@ def verdict(target_rows: dict[str, dict], ratios: dict[str, dict[str, float | No
                 f"  only {overhead.get('work_seconds') or 0:.1f} s of stage work in that flow run (mostly "
                 "cached): the flow's fixed cost dominates; judge the target on a run that rebuilds stages"
             )
+    return lines + segmentation_verdict(target_rows)
+
+
+def segmentation_verdict(target_rows: dict[str, dict]) -> list[str]:
+    lines = []
+    speed = target_rows.get("unet_seg_int8_vs_f32")
+    if speed is not None:
+        name = f"{SEG_MODEL} ({speed.get('image_size', SEG_IMAGE_SIZE)}px) INT8 vs fp32@f32"
+        if speed["measured"] is None:
+            lines.append(f"{name}: not measured in this run")
+        else:
+            status = "MET" if speed["met"] else "NOT MET"
+            lines.append(f"{name}: {speed['measured']:.2f}x (target >= {speed['target']:.1f}x): {status}")
+            if speed.get("isa") is not None:
+                lines.append(f"  {int8_isa_note(speed['isa'])}")
+    vs_bare = target_rows.get("unet_seg_pipeline_vs_bare")
+    if vs_bare is not None:
+        name = f"{SEG_MODEL} INT8 speed-up, pipeline / bare NNCF + OpenVINO"
+        if vs_bare["measured"] is None:
+            why = "bare script not run (--with-bare)" if vs_bare["pipeline_int8_vs_f32"] else "not measured"
+            lines.append(f"{name}: {why} in this run")
+        else:
+            status = "MET" if vs_bare["met"] else "NOT MET"
+            lines.append(
+                f"{name}: {vs_bare['pipeline_int8_vs_f32']:.2f}x / {vs_bare['bare_int8_vs_f32']:.2f}x = "
+                f"{vs_bare['measured']:.2f} (target >= {vs_bare['target']:.1f}): {status}"
+            )
     return lines
 
 
@@ -278,14 +398,23 @@ def demo_rows(variants_dir: Path, model: str) -> list[Row]:
 
 
 BARE_MODEL = "resnet18 (bare nncf)"
+SEG_BARE_MODEL = f"{SEG_MODEL} (bare nncf)"
+BARE_SCRIPTS: dict[str, tuple[str, str]] = {  # --models name -> (script in bench/, row model name)
+    "resnet18": ("bare_nncf.py", BARE_MODEL),
+    SEG_MODEL: ("bare_nncf_segmentation.py", SEG_BARE_MODEL),
+}
+BARE_CALIBRATION: dict[str, str] = {
+    "resnet18": "its own 64 synthetic images",
+    SEG_MODEL: f"the same {CALIBRATION_IMAGES} synthetic images and seed as the pipeline's ptq",
+}
 
 
-def bare_rows(bare: dict) -> list[Row]:
+def bare_rows(bare: dict, model: str = BARE_MODEL, source: str = "bare_nncf.py") -> list[Row]:
     p50, size = bare["latency_ms_p50"], bare.get("size_mb", {})
     rows = []
     for variant, hint in [("fp32", "f32"), ("fp32", "default"), ("int8", "default")]:
-        row = make_row(BARE_MODEL, variant, hint, p50[f"{variant}@{hint}"], size_mb=size.get(variant))
-        rows.append({**row, "source": "bare_nncf.py"})
+        row = make_row(model, variant, hint, p50[f"{variant}@{hint}"], size_mb=size.get(variant))
+        rows.append({**row, "source": source})
     return rows
 
 
@@ -323,21 +452,24 @@ def build_irs(model_name: str, work: Path, seed: int) -> dict[str, Path]:
     from edgeops.config import PtqConfig
     from edgeops.pipeline import compress
     from edgeops.pipeline.export import write_model_dir
-    from edgeops.pipeline.prepare import Split
-    from edgeops.vision.classification.models import build_model
+    from edgeops.vision import Split, get_task
 
+    spec = model_spec(model_name)
+    size = spec.image_size
     torch.manual_seed(seed)
-    model = build_model(model_name, NUM_CLASSES).eval()
+    model = get_task(spec.task).build_model(spec.arch, len(spec.labels), pretrained=False).eval()
+    # ptq reads only the images; targets are placeholders of the task's shape (class ids / label maps)
+    target_shape = (CALIBRATION_IMAGES, size, size) if spec.task == "segmentation" else (CALIBRATION_IMAGES,)
     calibration = Split(
-        images=synthetic_images(CALIBRATION_IMAGES, IMAGE_SIZE, seed),
-        labels=np.zeros(CALIBRATION_IMAGES, dtype=np.int64),
+        images=synthetic_images(CALIBRATION_IMAGES, size, seed),
+        targets=np.zeros(target_shape, dtype=np.int64),
     )
     builders: dict[str, Callable[[], compress.Compressed]] = {
-        "fp32": lambda: compress.fp32(model, IMAGE_SIZE),
-        "fp16": lambda: compress.fp16(model, IMAGE_SIZE),
+        "fp32": lambda: compress.fp32(model, size),
+        "fp16": lambda: compress.fp16(model, size),
         "ptq": lambda: compress.ptq(
             model,
-            IMAGE_SIZE,
+            size,
             calibration,
             PtqConfig(subset_size=CALIBRATION_IMAGES),
             seed,
@@ -349,10 +481,10 @@ def build_irs(model_name: str, work: Path, seed: int) -> dict[str, Path]:
         started = time.perf_counter()
         result = build()
         meta = {
-            "task": "classification",
+            "task": spec.task,
             "variant": variant,
             "precision": result.precision,
-            "labels": [f"class_{i}" for i in range(NUM_CLASSES)],
+            "labels": list(spec.labels),
             "compression": result.details,
         }
         dirs[variant] = work / model_name / variant
@@ -361,9 +493,33 @@ def build_irs(model_name: str, work: Path, seed: int) -> dict[str, Path]:
     return dirs
 
 
+def latency_slice(
+    request: Any, data: Any, seconds: float, min_iterations: int = MIN_SLICE_ITERATIONS
+) -> dict:
+    """Batch-1 sync requests for about `seconds` (at least min_iterations): p50/p90 in ms. Like
+    edgeops.pipeline.benchmark.measure_latency, but the request is warmed up once, not per slice, and the
+    floor is a few iterations, not 20: a 100 ms model (unet_seg on a busy 2-core CPU) would otherwise turn
+    every 0.5 s slice into 2.5 s."""
+    import numpy as np
+
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < min_iterations:
+        start = time.perf_counter()
+        request.infer([data])
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "latency_ms_p50": float(np.percentile(times, 50)),
+        "latency_ms_p90": float(np.percentile(times, 90)),
+        "iterations": len(times),
+    }
+
+
 def measure_model(model_name: str, dirs: dict[str, Path], seconds: float) -> list[Row]:
     """Every (variant, hint) of one model, round-robin in ROUNDS slices of seconds/ROUNDS each."""
-    from edgeops.pipeline.benchmark import measure_latency, measure_throughput, size_mb
+    import numpy as np
+
+    from edgeops.pipeline.benchmark import measure_throughput, size_mb
     from edgeops.runtime import compile_model
 
     configs = [(variant, hint) for variant in dirs for hint in HINTS]
@@ -379,13 +535,21 @@ def measure_model(model_name: str, dirs: dict[str, Path], seconds: float) -> lis
             f"{model_name}: {performance_hint.lower()}: {len(configs)} configurations "
             f"x {ROUNDS} rounds x {slice_s:.1f} s"
         )
+        requests = {}
+        if performance_hint == "LATENCY":
+            for config, model in compiled.items():
+                shape = [int(d) for d in model.input(0).get_shape()]
+                data = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)  # u8 NHWC
+                requests[config] = (model.create_infer_request(), data)
+                for _ in range(WARMUP_ITERATIONS):
+                    requests[config][0].infer([data])
         for _ in range(ROUNDS):
             for config, model in compiled.items():
                 if performance_hint == "LATENCY":
-                    latencies[config].append(measure_latency(model, slice_s, warmup=5))
+                    latencies[config].append(latency_slice(*requests[config], slice_s))
                 else:
                     fps[config].append(measure_throughput(model, slice_s))
-        del compiled
+        del compiled, requests
     rows = []
     for variant, hint in configs:
         stats = combine_rounds(latencies[(variant, hint)], fps[(variant, hint)])
@@ -398,9 +562,19 @@ def measure_model(model_name: str, dirs: dict[str, Path], seconds: float) -> lis
     return rows
 
 
-def run_bare(seconds: float, out: Path) -> dict | None:
-    log("bare: running bench/bare_nncf.py (no edgeops code)")
-    cmd = [sys.executable, str(ROOT / "bench" / "bare_nncf.py"), "--seconds", str(seconds), "--out", str(out)]
+def run_bare(
+    seconds: float, out: Path, script: str = "bare_nncf.py", extra: list[str] | None = None
+) -> dict | None:
+    log(f"bare: running bench/{script} (plain NNCF + OpenVINO, no edgeops pipeline code)")
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / script),
+        "--seconds",
+        str(seconds),
+        "--out",
+        str(out),
+        *(extra or []),
+    ]
     tail: list[str] = []
     with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
@@ -409,7 +583,7 @@ def run_bare(seconds: float, out: Path) -> dict | None:
                 log(line.rstrip())
             tail = [*tail[-40:], line.rstrip()]
     if proc.returncode != 0:
-        log(f"bare: FAILED (exit {proc.returncode}):\n" + "\n".join(tail))
+        log(f"bare: bench/{script} FAILED (exit {proc.returncode}):\n" + "\n".join(tail))
         return None
     return read_json(out)
 
@@ -419,9 +593,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds", type=float, default=3.0, help="measuring time per configuration and mode"
     )
-    parser.add_argument("--models", default="resnet18,mobilenet_v3_small")
+    parser.add_argument(
+        "--models",
+        default=DEFAULT_MODELS,
+        help=f"comma-separated; classification model names, or {SEG_MODEL} for the segmentation UNet at "
+        f"{SEG_IMAGE_SIZE}px (default {DEFAULT_MODELS})",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
-    parser.add_argument("--with-bare", action="store_true", help="also run bench/bare_nncf.py (resnet18)")
+    parser.add_argument(
+        "--with-bare",
+        action="store_true",
+        help="also run the bare NNCF + OpenVINO references: bench/bare_nncf.py (with resnet18) and "
+        f"bench/bare_nncf_segmentation.py (with {SEG_MODEL})",
+    )
     parser.add_argument(
         "--keep-ir", type=Path, default=None, help="keep the IR folders here (e.g. for benchmark_app)"
     )
@@ -444,9 +628,18 @@ def main(argv: list[str] | None = None) -> int:
         for model_name in models:
             rows += measure_model(model_name, build_irs(model_name, work, args.seed), args.seconds)
 
-    notes = [
-        f"{IMAGE_SIZE}x{IMAGE_SIZE}, {NUM_CLASSES} classes, batch 1, random-init torchvision models "
-        "(speed only); IRs built by edgeops (u8 NHWC input, normalization inside the IR)",
+    notes = []
+    if any(model_spec(m).task == "classification" for m in models):
+        notes.append(
+            f"classification: {IMAGE_SIZE}x{IMAGE_SIZE}, {NUM_CLASSES} classes, batch 1, random-init torchvision "
+            "models (speed only); IRs built by edgeops (u8 NHWC input, normalization inside the IR)"
+        )
+    if SEG_MODEL in models:
+        notes.append(
+            f"{SEG_MODEL}: edgeops' segmentation UNet ({len(SEG_LABELS)} classes), {SEG_IMAGE_SIZE}x{SEG_IMAGE_SIZE}, "
+            "batch 1, random init (speed only); IRs built by edgeops like the classifiers'"
+        )
+    notes += [
         f"ptq = post-training INT8 (NNCF, preset performance) calibrated on {CALIBRATION_IMAGES} seeded "
         "synthetic smooth random images, not real data",
         "hint f32 = INFERENCE_PRECISION_HINT=f32; default = no hint (bf16 on CPUs with bf16)",
@@ -460,12 +653,22 @@ def main(argv: list[str] | None = None) -> int:
         rows += demo
         notes.append("demo rows: read from metrics/variants/*.json (pipeline run, not re-measured here)")
     if args.with_bare:
-        bare = run_bare(args.seconds, args.out.with_name("bare_results.json"))
-        if bare:
-            rows += bare_rows(bare)
-            notes.append(
-                "bare rows: bench/bare_nncf.py, plain NNCF + OpenVINO, f32 NCHW input, no pre-processing"
+        for model_name, (script, bare_model) in BARE_SCRIPTS.items():
+            if model_name not in models:
+                continue
+            out = args.out.with_name(
+                "bare_results.json" if model_name == "resnet18" else f"bare_{model_name}.json"
             )
+            # the segmentation reference builds the same weights and calibration images: same seed
+            extra = ["--seed", str(args.seed)] if model_name == SEG_MODEL else []
+            bare = run_bare(args.seconds, out, script, extra)
+            if bare:
+                rows += bare_rows(bare, bare_model, script)
+                notes.append(
+                    f"{bare_model} rows: bench/{script}, plain NNCF + OpenVINO (nncf.quantize defaults, "
+                    f"{BARE_CALIBRATION[model_name]}), f32 NCHW input, no pre-processing; measured in its own "
+                    "process, so compare its speed-up (a ratio within that run), not its absolute times"
+                )
     load_after = os.getloadavg()
     if max(load_before[0], load_after[0]) > hardware["cores"]:
         notes.append(
@@ -475,13 +678,15 @@ def main(argv: list[str] | None = None) -> int:
 
     ratios = speedups(rows)
     timing = read_json(ROOT / "reports" / "pipeline_timing.json")
-    target_rows = targets(ratios, timing)
+    target_rows = targets(ratios, timing, hardware["isa"])
+    segmentation = segmentation_summary(ratios)
     result = {
         "cpu": hardware["cpu"],
         "isa": hardware["isa"],
         "cores": hardware["cores"],
         "rows": rows,
         "speedups": ratios,
+        "segmentation": segmentation,
         "targets": target_rows,
         "notes": notes,
         "seconds": args.seconds,
@@ -494,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_speedups(ratios))
     print()
+    if SEG_MODEL in models:
+        print(format_segmentation(segmentation))
+        print()
     for line in verdict(target_rows, ratios):
         print(line)
     for note in notes:
