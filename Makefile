@@ -52,7 +52,7 @@ format: setup ## apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix src tasks flows tests bench
 	$(BIN)/ruff format src tasks flows tests bench
 
-bench: setup ## benchmark resnet18 / mobilenet_v3_small (FP32 f32 + default, FP16, INT8) -> bench/results.json
+bench: setup ## benchmark resnet18, mobilenet_v3_small, the segmentation U-Net (FP32 f32 + default, FP16, INT8) -> bench/results.json
 	$(PY) bench/run.py --with-bare
 
 ui: setup ## MLflow UI on http://127.0.0.1:5000 for the embedded store
