@@ -29,7 +29,7 @@ class SegmentationTask(VisionTask):
     metric = "mIoU"
     per_class_metric = "IoU"
     models = ("unet", "lraspp_mobilenet_v3")
-    defaults = TaskDefaults(model="unet", image_size=256, epochs=16, batch_size=8, lr=3e-3)
+    defaults = TaskDefaults(model="unet", image_size=256, epochs=14, batch_size=8, lr=3e-3)
     model_api_type = "Segmentation"
     output_name = "scores"
 
