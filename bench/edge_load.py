@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from edgeops.edge import agent  # noqa: E402
+from edgeops.edge import agent, inference  # noqa: E402
 from edgeops.edge.publish import publish, sha256_file  # noqa: E402
 from edgeops.edge.targets import open_target  # noqa: E402
 
@@ -242,7 +242,7 @@ def main() -> None:
         agent.sync(store, "bench", "production", agent_dir)
         image = test_image()
 
-        model = agent.load_current(agent_dir)
+        model = inference.load_current(agent_dir)
         batch, _ = model.preprocess(image)
         direct_infer = stats(timed(lambda: model.infer(batch), args.requests))
         direct_predict = stats(timed(lambda: model.predict_bytes(image), args.requests))

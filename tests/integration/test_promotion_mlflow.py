@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from edgeops.config import Params, parse_params
 from edgeops.errors import EdgeopsError
-from edgeops.registry import promotion
+from edgeops.registry import audit, promotion
+from edgeops.registry import client as client_module
 from edgeops.registry.cli import models_app
 from tests.unit.edge_helpers import (
     MlflowServer,
@@ -62,7 +63,7 @@ def test_promote_list_history_rollback_through_the_server(
 ) -> None:
     name, (v1, v2, v3) = registered
     params = params_for(mlflow_server, tmp_path, name)
-    client = promotion.make_client(mlflow_server.uri)
+    client = client_module.make_client(mlflow_server.uri)
     promotion.promote(params, name, v1, "production", reason="first")
     promotion.promote(params, name, v2, "production", reason="better")
     with pytest.raises(EdgeopsError, match="refusing"):
@@ -97,16 +98,16 @@ def test_concurrent_promotions_via_server(
 ) -> None:
     name, (v1, v2, _) = registered
     params = params_for(mlflow_server, tmp_path, name)
-    client = promotion.make_client(mlflow_server.uri)
-    before = len(promotion.history(client, name))
+    client = client_module.make_client(mlflow_server.uri)
+    before = len(audit.history(client, name))
     start_at = time.time() + 8
     script = textwrap.dedent(
         f"""
         import sys, time
         from edgeops.config import parse_params
-        from edgeops.registry import promotion
+        from edgeops.registry import client as client_module, promotion
         p = parse_params({params.model_dump(mode="json")!r})
-        client = promotion.make_client(p.mlflow.tracking_uri)
+        client = client_module.make_client(p.mlflow.tracking_uri)
         client.get_registered_model({name!r})
         time.sleep(max(0.0, {start_at} - time.time()))
         promotion.promote(p, {name!r}, sys.argv[1], "staging", reason="race", client=client)
@@ -120,7 +121,7 @@ def test_concurrent_promotions_via_server(
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
-    events = promotion.history(client, name)[before:]
+    events = audit.history(client, name)[before:]
     assert sorted(e["version"] for e in events) == sorted([v1, v2])
     assert [e["seq"] for e in events] == [before + 1, before + 2]
     alias = str(client.get_registered_model(name).aliases["staging"])
@@ -166,7 +167,7 @@ def test_server_going_down_after_publishing_puts_the_pointer_back(
         assert json.loads(pointer.read_text())["version"] == v1
         monkeypatch.undo()
     with run_mlflow_server(tmp_path, port):  # restarted on the same database
-        client = promotion.make_client(uri)
+        client = client_module.make_client(uri)
         assert str(client.get_registered_model(name).aliases["production"]) == v1
         promotion.promote(params, name, v2, "production", reason="after the restart")
         assert str(client.get_registered_model(name).aliases["production"]) == v2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeops.edge import agent
+from edgeops.edge import agent, inference
 from edgeops.edge.publish import publish
 from edgeops.edge.targets import Store, open_target
 from edgeops.errors import EdgeopsError
@@ -59,7 +59,7 @@ def test_tampered_file_is_refused_and_named(tmp_path: Path, target: Store, victi
         agent.sync(target, "clf", "production", d)
     assert agent.current_version(d) == "1"
     assert not (d / "versions" / "2").exists() and not list(d.glob(".incoming-*"))
-    assert agent.load_current(d).predict_bytes(image_bytes())["version"] == "1"
+    assert inference.load_current(d).predict_bytes(image_bytes())["version"] == "1"
 
 
 def test_partial_version_is_refused(tmp_path: Path, target: Store) -> None:
@@ -129,7 +129,7 @@ def test_predict_labels_and_scores(tmp_path: Path, target: Store) -> None:
     d = tmp_path / "agent"
     publish(build_model(tmp_path / "m", scale=1.0), target, "clf", "1", "production")
     agent.sync(target, "clf", "production", d)
-    model = agent.load_current(d)
+    model = inference.load_current(d)
     for color, label in (((255, 0, 0), "red"), ((0, 255, 0), "green"), ((0, 0, 255), "blue")):
         out = model.predict_bytes(image_bytes(color, size=40, fmt="JPEG"), top_k=3)
         assert out["label"] == label and len(out["top"]) == 3
@@ -140,14 +140,14 @@ def test_bad_images_are_rejected_with_status(tmp_path: Path, target: Store) -> N
     d = tmp_path / "agent"
     _publish(tmp_path, target, "1")
     agent.sync(target, "clf", "production", d)
-    model = agent.load_current(d)
-    with pytest.raises(agent.BadImage) as e:
+    model = inference.load_current(d)
+    with pytest.raises(inference.BadImage) as e:
         model.predict_bytes(b"definitely not an image")
     assert e.value.status == 400
-    with pytest.raises(agent.BadImage) as e:
+    with pytest.raises(inference.BadImage) as e:
         model.predict_bytes(image_bytes(size=200), max_pixels=100 * 100)
     assert e.value.status == 413
-    with pytest.raises(agent.BadImage) as e:
+    with pytest.raises(inference.BadImage) as e:
         model.predict_bytes(image_bytes(size=64, fmt="PNG")[:60])  # truncated
     assert e.value.status == 400
 

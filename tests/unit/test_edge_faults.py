@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from edgeops.edge import agent
+from edgeops.edge import agent, inference
 from edgeops.edge.cli import edge_app
 from edgeops.edge.publish import canonical_json, publish
 from edgeops.edge.server import create_app
@@ -58,7 +58,7 @@ def test_sync_repairs_a_damaged_current_copy(tmp_path: Path, target: Store, dama
     r = agent.sync(target, "clf", "production", d)
     assert r.changed and r.message.startswith("repaired v1 (") and "(was" not in r.message
     assert agent.local_damage(d / "versions" / "1") is None
-    assert agent.load_current(d).predict_bytes(image_bytes())["version"] == "1"
+    assert inference.load_current(d).predict_bytes(image_bytes())["version"] == "1"
     assert not agent.sync(target, "clf", "production", d).changed  # healthy again: nothing to do
 
 
@@ -68,7 +68,7 @@ def test_load_current_refuses_a_tampered_copy(tmp_path: Path, target: Store) -> 
     agent.sync(target, "clf", "production", d)
     _flip_last_byte(d / "versions" / "1" / "model.bin")
     with pytest.raises(agent.IntegrityError, match="model.bin"):
-        agent.load_current(d)
+        inference.load_current(d)
 
 
 def test_status_of_a_dangling_current_link_says_how_to_repair(tmp_path: Path, target: Store) -> None:

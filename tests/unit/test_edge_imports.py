@@ -22,7 +22,7 @@ def test_edge_package_imports_and_works_without_pipeline_deps(tmp_path: Path) ->
         from pathlib import Path
         import edgeops.edge, edgeops.edge.targets, edgeops.edge.publish, edgeops.edge.agent
         import edgeops.edge.server, edgeops.edge.cli
-        from edgeops.edge import agent
+        from edgeops.edge import agent, inference
         from edgeops.edge.publish import publish
         from edgeops.edge.targets import open_target
         from edgeops.edge.server import create_app
@@ -33,7 +33,7 @@ def test_edge_package_imports_and_works_without_pipeline_deps(tmp_path: Path) ->
         store = open_target(f"file://{{tmp}}/target")
         publish(build_model(tmp / "m"), store, "clf", "1", "production")
         agent.sync(store, "clf", "production", tmp / "agent")
-        assert agent.load_current(tmp / "agent").predict_bytes(image_bytes())["label"] == "red"
+        assert inference.load_current(tmp / "agent").predict_bytes(image_bytes())["label"] == "red"
         with TestClient(create_app(tmp / "agent")) as c:
             r = c.post("/predict", content=image_bytes(), headers={{"content-type": "image/png"}})
             assert r.status_code == 200, r.text

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from edgeops.edge import agent
+from edgeops.edge import agent, inference
 from edgeops.edge.publish import publish
 from edgeops.edge.server import create_app
 from edgeops.edge.targets import open_target
@@ -105,6 +105,6 @@ def test_edge_decodes_a_16bit_png_as_training_did(agent_dir: Path, tmp_path: Pat
     ramp = (np.linspace(0, 65535, 40 * 30).reshape(30, 40)).astype(np.uint16)
     path = tmp_path / "deep.png"
     Image.fromarray(ramp).save(path)
-    batch, size = agent.load_current(agent_dir).preprocess(path.read_bytes())
+    batch, size = inference.load_current(agent_dir).preprocess(path.read_bytes())
     assert size == (40, 30)
     assert np.array_equal(batch[0], load_rgb(path, SIZE))  # not clipped to white by convert("RGB")

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from edgeops.config import GatesConfig, Params, parse_params
 from edgeops.errors import EdgeopsError
 from edgeops.pipeline.gates import Measured, check_gates
-from edgeops.registry import promotion
+from edgeops.registry import audit, promotion
+from edgeops.registry import client as client_module
 from edgeops.registry.cli import models_app, promote_command
 from tests.unit.edge_helpers import build_model, good_tags, register_version
 
@@ -97,7 +98,7 @@ def test_promote_moves_alias_stage_audits_and_publishes(
     monkeypatch.setenv("EDGEOPS_USER", "alice")
     r = promotion.promote(params, NAME, 1, "production", reason="first release")
     assert r.changed and r.replaces is None and not r.forced and len(r.published) == 1
-    client = promotion.make_client(params.mlflow.tracking_uri)
+    client = client_module.make_client(params.mlflow.tracking_uri)
     assert _alias(client, "production") == "1"
     mv = client.get_model_version(NAME, "1")
     assert mv.current_stage == "Production"
@@ -110,7 +111,7 @@ def test_promote_moves_alias_stage_audits_and_publishes(
     promotion.promote(params, NAME, 2, "production")
     assert client.get_model_version(NAME, "1").current_stage == "Archived"  # one version per stage
     assert client.get_model_version(NAME, "2").current_stage == "Production"
-    events = promotion.history(client, NAME)
+    events = audit.history(client, NAME)
     assert [(e["version"], e["replaces"]) for e in events] == [("1", None), ("2", "1")]
 
 
@@ -120,7 +121,7 @@ def test_failing_gate_refuses_and_changes_nothing(params: Params) -> None:
         EdgeopsError, match=r"max_score_drop: accuracy drop 0.05 > max_score_drop 0.01.*--force"
     ):
         promotion.promote(params, NAME, 3, "production")
-    client = promotion.make_client(params.mlflow.tracking_uri)
+    client = client_module.make_client(params.mlflow.tracking_uri)
     assert _alias(client, "production") == "1"
     assert _pointer(params, "production")["version"] == "1"  # type: ignore[index]
     assert "promotion.count" not in client.get_model_version(NAME, "3").tags
@@ -128,7 +129,7 @@ def test_failing_gate_refuses_and_changes_nothing(params: Params) -> None:
     assert r.forced
     mv = client.get_model_version(NAME, "3")
     assert mv.tags["promotion.1.forced"] == "true" and mv.tags["promotion.1.reason"] == "hotfix"
-    assert promotion.history(client, NAME)[-1]["forced"] is True
+    assert audit.history(client, NAME)[-1]["forced"] is True
 
 
 def test_rollback_walks_back_the_production_history(params: Params) -> None:
@@ -138,7 +139,7 @@ def test_rollback_walks_back_the_production_history(params: Params) -> None:
         promotion.promote(params, NAME, v, "production")
     promotion.promote(params, NAME, 3, "production", force=True)
     promotion.promote(params, NAME, 2, "staging")  # other stages don't interfere
-    client = promotion.make_client(params.mlflow.tracking_uri)
+    client = client_module.make_client(params.mlflow.tracking_uri)
     r = promotion.rollback(params, NAME, "production")
     assert (r.version, r.replaces, r.action) == ("2", "3", "rollback")
     assert _alias(client, "production") == "2"
@@ -154,7 +155,7 @@ def test_repromoting_the_same_version_is_a_noop(params: Params) -> None:
     promotion.promote(params, NAME, 1, "staging")
     r = promotion.promote(params, NAME, 1, "staging")
     assert not r.changed and len(r.published) == 1
-    assert len(promotion.history(promotion.make_client(params.mlflow.tracking_uri), NAME)) == 1
+    assert len(audit.history(client_module.make_client(params.mlflow.tracking_uri), NAME)) == 1
 
 
 def test_unknown_things_are_clear_errors(params: Params) -> None:
@@ -184,9 +185,9 @@ def test_unreachable_target_leaves_registry_unchanged(
     ):
         promotion.promote(p, NAME, 1, "production")
     assert _pointer(params, "production") is None  # the folder target's new pointer was removed again
-    client = promotion.make_client(p.mlflow.tracking_uri)
+    client = client_module.make_client(p.mlflow.tracking_uri)
     assert "production" not in client.get_registered_model(NAME).aliases
-    assert promotion.history(client, NAME) == []
+    assert audit.history(client, NAME) == []
 
 
 def test_two_promotions_at_once_leave_one_consistent_result(params: Params, tmp_path: Path) -> None:
@@ -196,10 +197,10 @@ def test_two_promotions_at_once_leave_one_consistent_result(params: Params, tmp_
         f"""
         import sys, time
         from edgeops.config import parse_params
-        from edgeops.registry import promotion
+        from edgeops.registry import client as client_module, promotion
         p = parse_params({params.model_dump(mode="json")!r})
         v = sys.argv[1]
-        client = promotion.make_client(p.mlflow.tracking_uri)
+        client = client_module.make_client(p.mlflow.tracking_uri)
         client.get_registered_model({NAME!r})
         time.sleep(max(0.0, {start_at} - time.time()))
         print(promotion.promote(p, {NAME!r}, v, "production", reason="race " + v, client=client).version)
@@ -219,9 +220,9 @@ def test_two_promotions_at_once_leave_one_consistent_result(params: Params, tmp_
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
-    client = promotion.make_client(params.mlflow.tracking_uri)
+    client = client_module.make_client(params.mlflow.tracking_uri)
     alias = _alias(client, "production")
-    events = promotion.history(client, NAME)
+    events = audit.history(client, NAME)
     assert [e["seq"] for e in events] == [1, 2]  # no lost or duplicated audit entry
     assert events[-1]["version"] == alias and events[-1]["replaces"] == events[0]["version"]
     stages = {v: client.get_model_version(NAME, v).current_stage for v in ("1", "2")}

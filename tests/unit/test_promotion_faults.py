@@ -11,7 +11,8 @@ import pytest
 
 from edgeops.config import Params, parse_params
 from edgeops.errors import EdgeopsError
-from edgeops.registry import promotion
+from edgeops.registry import audit, promotion
+from edgeops.registry import client as client_module
 from tests.unit.edge_helpers import build_model, good_tags, register_version
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def test_a_failing_second_target_puts_the_first_targets_pointer_back(template: P
         promotion.promote(params, NAME, "2", "production")
     assert "\n" not in str(err.value)
     assert _pointer_version(good) == "1" and _pointer_version(blocked) == "1"
-    client = promotion.make_client(params.mlflow.tracking_uri)
+    client = client_module.make_client(params.mlflow.tracking_uri)
     assert str(client.get_registered_model(NAME).aliases["production"]) == "1"
     (blocked / NAME / "2").unlink()  # fixed: the re-run goes through everywhere
     promotion.promote(params, NAME, "2", "production")
@@ -79,7 +80,7 @@ def _v1_in_production(template: Path, tmp_path: Path) -> tuple[Path, Params, Mlf
     edge = tmp_path / "edge"
     params = _params(tmp_path, template, [f"file://{edge}"])
     promotion.promote(params, NAME, "1", "production")
-    return edge, params, promotion.make_client(params.mlflow.tracking_uri)
+    return edge, params, client_module.make_client(params.mlflow.tracking_uri)
 
 
 def _registry_down(*_: Any, **__: Any) -> None:
@@ -100,13 +101,13 @@ def test_registry_failure_after_publishing_puts_the_pointers_back(
     assert _pointer_version(edge) == "1"
     # the half-done promotion is not in the history `--rollback` replays (before: it was, and a
     # rollback "went back" to v2, a version that had never been live)
-    assert [e["version"] for e in promotion.history(client, NAME)] == ["1"]
+    assert [e["version"] for e in audit.history(client, NAME)] == ["1"]
     with pytest.raises(EdgeopsError, match="no earlier production version"):
         promotion.rollback(params, NAME, "production")
     monkeypatch.undo()
     promotion.promote(params, NAME, "2", "production")
     assert _pointer_version(edge) == "2"
-    assert [e["version"] for e in promotion.history(client, NAME)] == ["1", "2"]
+    assert [e["version"] for e in audit.history(client, NAME)] == ["1", "2"]
 
 
 def test_registry_failure_after_the_alias_moved_keeps_the_targets(
@@ -122,4 +123,4 @@ def test_registry_failure_after_the_alias_moved_keeps_the_targets(
     assert _pointer_version(edge) == "2"
     promotion.promote(params, NAME, "2", "production", force=True, reason="finish the interrupted one")
     assert client.get_model_version(NAME, "2").current_stage == "Production"
-    assert [e["version"] for e in promotion.history(client, NAME)] == ["1", "2"]
+    assert [e["version"] for e in audit.history(client, NAME)] == ["1", "2"]

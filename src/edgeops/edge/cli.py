@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from edgeops.console import run_main
-from edgeops.edge import agent
+from edgeops.edge import agent, inference
 from edgeops.edge.targets import open_target
 from edgeops.errors import EdgeopsError
 
@@ -135,7 +135,7 @@ def predict(
 ) -> None:
     """Run the current model on images; one JSON line per image, as `edge serve` answers (exit 2 if any
     failed). Segmentation answers carry the mask at the image's size as a base64 PNG."""
-    model = run_main(lambda: agent.load_current(dir))
+    model = run_main(lambda: inference.load_current(dir))
     failed = 0
     for path in images:
         try:

@@ -21,16 +21,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from edgeops.edge.agent import (
-    DEFAULT_MAX_PIXELS,
-    BadImage,
-    EdgeModel,
-    InferenceError,
-    current_version,
-    previous_version,
-    status,
-    verify_folder,
-)
+from edgeops.edge.agent import status
+from edgeops.edge.inference import DEFAULT_MAX_PIXELS, BadImage, EdgeModel, InferenceError
+from edgeops.edge.state import current_version, previous_version
+from edgeops.edge.verify import verify_folder
 from edgeops.errors import EdgeopsError
 
 log = logging.getLogger("edgeops.edge.server")

@@ -48,14 +48,14 @@ def resolve_paths(params: Params, root: Path) -> Params:
 
 
 def _client(params: Params) -> Any:
-    from edgeops.registry.promotion import make_client
+    from edgeops.registry.client import make_client
 
     return make_client(params.mlflow.tracking_uri)
 
 
 def _registry(params: Params, fn: Callable[[], T]) -> T:
     """Run a registry call: user errors and an unreachable registry print one line, exit 2."""
-    from edgeops.registry.promotion import registry_errors
+    from edgeops.registry.client import registry_errors
 
     def call() -> T:
         with registry_errors(params.mlflow.tracking_uri):
@@ -127,7 +127,7 @@ def _short(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @models_app.command("list")
 def list_cmd(params: ParamsOpt = Path(PARAMS_FILE), as_json: JsonOpt = False) -> None:
     """All registered versions with metrics, precision, dataset, source run and aliases."""
-    from edgeops.registry.promotion import list_versions
+    from edgeops.registry.queries import list_versions
 
     p = run_main(lambda: _params(params))
     rows = _registry(p, lambda: list_versions(_client(p)))
@@ -147,7 +147,7 @@ def show_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """A model's versions, or one version with all tags and its promotion history."""
-    from edgeops.registry.promotion import list_versions, show_version
+    from edgeops.registry.queries import list_versions, show_version
 
     p = run_main(lambda: _params(params))
     client = _registry(p, lambda: _client(p))
@@ -202,7 +202,7 @@ def history_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Every promotion and rollback of a model, oldest first."""
-    from edgeops.registry.promotion import history
+    from edgeops.registry.audit import history
 
     p = run_main(lambda: _params(params))
     events = _registry(p, lambda: history(_client(p), name))

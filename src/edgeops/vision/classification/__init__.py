@@ -45,7 +45,6 @@ class ClassificationTask(VisionTask):
 
     def scan(self, root: Path, min_per_class: int) -> Dataset:
         from edgeops.vision.classification.dataset import scan_image_folder
-
         from edgeops.vision.segmentation.dataset import detect_layout
 
         if layout := detect_layout(root):  # its folders would become the "classes" images and masks
