@@ -5,7 +5,7 @@ import json
 from edgeops.config import load_params
 from edgeops.console import log, run_main
 from edgeops.errors import EdgeopsError
-from edgeops.paths import PARETO_PLOT, PREPARED, REPORT, SELECTION, SUMMARY, variant_metrics
+from edgeops.paths import PARETO_PLOT, PREPARED, REPORT, SELECTION, SUMMARY, variant_metrics, variant_pictures
 from edgeops.pipeline.prepare import read_manifest
 from edgeops.pipeline.report import markdown, pareto_plot, speedup
 from edgeops.pipeline.selection import candidates, choose, pareto_front
@@ -27,7 +27,12 @@ def main() -> None:
     front = pareto_front(cands)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     pareto_plot(task.metric, cands, front, chosen, PARETO_PLOT)
-    REPORT.write_text(markdown(task, results, cands, chosen, front, PARETO_PLOT.name))
+    pictures = {
+        v: [f"../{p.as_posix()}" for p in sorted(variant_pictures(v).glob("*.png"))]
+        for v in variants
+        if variant_pictures(v).is_dir()
+    }
+    REPORT.write_text(markdown(task, results, cands, chosen, front, PARETO_PLOT.name, pictures))
     selection = {
         "selected": chosen.variant if chosen else None,
         "task": task.name,

@@ -27,7 +27,9 @@ def markdown(
     chosen: Candidate | None,
     front: list[str],
     plot: str,
+    pictures: dict[str, list[str]] | None = None,
 ) -> str:
+    """pictures: variant -> the task's pictures of its test results, as links relative to the report."""
     hw: dict = next((r["hardware"] for r in results.values() if "hardware" in r), {})
     lines = [
         f"# Compression report ({task.name}, score = test {task.metric} through OpenVINO)",
@@ -71,6 +73,12 @@ def markdown(
     else:
         lines.append("**No variant passes every gate**: relax `gates` in params.yaml or improve the model.")
     lines += ["", f"![{task.metric} vs latency]({plot})", ""]
+    shown = [
+        v for v in dict.fromkeys(["fp32", chosen.variant if chosen else "fp32"]) if (pictures or {}).get(v)
+    ]
+    for variant in shown:
+        lines += [f"### Test pictures of `{variant}`", ""]
+        lines += [f"![{variant}]({link})" for link in (pictures or {})[variant]] + [""]
     return "\n".join(lines)
 
 
