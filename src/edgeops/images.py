@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from edgeops.errors import EdgeopsError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 
 # JPEGs are decoded at a reduced DCT scale that keeps at least this many times the target size: a
 # 6000x4000 photo decodes ~4x faster, and the result differs from a full decode by < 1 level on average.

@@ -21,7 +21,7 @@ from edgeops.images import IMAGE_SUFFIXES, open_image, printable, unreadable_rea
 from edgeops.vision.base import Dataset
 
 IGNORE = 255
-MASK_SUFFIXES = frozenset({".png", ".bmp"})  # lossless only: a JPEG mask has invented class values
+MASK_SUFFIXES = frozenset({".png", ".bmp", ".tif", ".tiff"})  # lossless only: a JPEG mask has invented class values
 INDEX_MODES = frozenset({"L", "P", "1", "I;16", "I;16L", "I;16B", "I"})
 VOC_CLASSES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
