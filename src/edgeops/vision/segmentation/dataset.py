@@ -21,7 +21,9 @@ from edgeops.images import IMAGE_SUFFIXES, open_image, printable, unreadable_rea
 from edgeops.vision.base import Dataset
 
 IGNORE = 255
-MASK_SUFFIXES = frozenset({".png", ".bmp", ".tif", ".tiff"})  # lossless only: a JPEG mask has invented class values
+MASK_SUFFIXES = frozenset(
+    {".png", ".bmp", ".tif", ".tiff"}
+)  # lossless only: a JPEG mask has invented class values
 INDEX_MODES = frozenset({"L", "P", "1", "I;16", "I;16L", "I;16B", "I"})
 VOC_CLASSES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -172,15 +174,15 @@ def _classes(root: Path, pairs: list[Pair], labels_file: Path, voc: bool) -> tup
                 f"{labels_file} ({len(labels)} classes, 0-{len(labels) - 1}; 255 = ignore): add the names "
                 "or fix the masks"
             )
-        return labels, f"classes from {labels_file.name}"
+        return labels, f"from {labels_file.name}"
     if voc and largest < len(VOC_CLASSES):
-        return VOC_CLASSES[: max(largest + 1, 2)], "the Pascal VOC class names (no labels.txt)"
+        return VOC_CLASSES[: max(largest + 1, 2)], "the Pascal VOC names, no labels.txt"
     if largest < 1:
         raise EdgeopsError(
             f"the masks under {root} hold only class 0 (and 255 = ignore): segmentation needs at least two "
             "classes; if your masks mark objects with 255, write them as 1 (255 means ignore)"
         )
-    return [str(i) for i in range(largest + 1)], "classes named by index (no labels.txt)"
+    return [str(i) for i in range(largest + 1)], "named by index, no labels.txt"
 
 
 def _ignored_notes(skipped: Counter[str], unpaired_images: int) -> tuple[str, ...]:
@@ -274,7 +276,8 @@ def _dataset(
     files = [f for pair in pairs for f in (pair.path, pair.mask)]
     if labels_file.is_file():
         files.append(labels_file.relative_to(root))
-    return Dataset(root, layout, classes, pairs, files, ignored, notes=(f"{len(classes)} {origin}",))
+    shown = ", ".join(classes[:8]) + (f", … ({len(classes)} in all)" if len(classes) > 8 else "")
+    return Dataset(root, layout, classes, pairs, files, ignored, notes=(f"classes ({origin}): {shown}",))
 
 
 def scan_segmentation(root: Path) -> Dataset:
