@@ -493,33 +493,11 @@ def build_irs(model_name: str, work: Path, seed: int) -> dict[str, Path]:
     return dirs
 
 
-def latency_slice(
-    request: Any, data: Any, seconds: float, min_iterations: int = MIN_SLICE_ITERATIONS
-) -> dict:
-    """Batch-1 sync requests for about `seconds` (at least min_iterations): p50/p90 in ms. Like
-    edgeops.pipeline.benchmark.measure_latency, but the request is warmed up once, not per slice, and the
-    floor is a few iterations, not 20: a 100 ms model (unet_seg on a busy 2-core CPU) would otherwise turn
-    every 0.5 s slice into 2.5 s."""
-    import numpy as np
-
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(times) < min_iterations:
-        start = time.perf_counter()
-        request.infer([data])
-        times.append((time.perf_counter() - start) * 1000)
-    return {
-        "latency_ms_p50": float(np.percentile(times, 50)),
-        "latency_ms_p90": float(np.percentile(times, 90)),
-        "iterations": len(times),
-    }
-
-
 def measure_model(model_name: str, dirs: dict[str, Path], seconds: float) -> list[Row]:
     """Every (variant, hint) of one model, round-robin in ROUNDS slices of seconds/ROUNDS each."""
     import numpy as np
 
-    from edgeops.pipeline.benchmark import measure_throughput, size_mb
+    from edgeops.pipeline.benchmark import latency_slice, measure_throughput, size_mb
     from edgeops.runtime import compile_model
 
     configs = [(variant, hint) for variant in dirs for hint in HINTS]
@@ -546,7 +524,7 @@ def measure_model(model_name: str, dirs: dict[str, Path], seconds: float) -> lis
         for _ in range(ROUNDS):
             for config, model in compiled.items():
                 if performance_hint == "LATENCY":
-                    latencies[config].append(latency_slice(*requests[config], slice_s))
+                    latencies[config].append(latency_slice(*requests[config], slice_s, MIN_SLICE_ITERATIONS))
                 else:
                     fps[config].append(measure_throughput(model, slice_s))
         del compiled, requests

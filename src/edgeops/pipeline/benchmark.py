@@ -24,14 +24,8 @@ def _input_like(compiled: ov.CompiledModel, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
 
 
-def measure_latency(
-    compiled: ov.CompiledModel, seconds: float, warmup: int, min_iterations: int = 20
-) -> dict:
+def latency_slice(request: ov.InferRequest, data: np.ndarray, seconds: float, min_iterations: int) -> dict:
     """Batch-1 synchronous requests for about `seconds` (at least min_iterations); p50/p90 in ms."""
-    request = compiled.create_infer_request()
-    data = _input_like(compiled)
-    for _ in range(warmup):
-        request.infer([data])
     times: list[float] = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(times) < min_iterations:
@@ -43,6 +37,17 @@ def measure_latency(
         "latency_ms_p90": float(np.percentile(times, 90)),
         "iterations": len(times),
     }
+
+
+def measure_latency(
+    compiled: ov.CompiledModel, seconds: float, warmup: int, min_iterations: int = 20
+) -> dict:
+    """`warmup` requests, then a latency slice of about `seconds` on a fresh infer request."""
+    request = compiled.create_infer_request()
+    data = _input_like(compiled)
+    for _ in range(warmup):
+        request.infer([data])
+    return latency_slice(request, data, seconds, min_iterations)
 
 
 def measure_throughput(compiled: ov.CompiledModel, seconds: float) -> float:
