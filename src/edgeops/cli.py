@@ -264,8 +264,8 @@ def predict(
             answer = task.answer(raw_output(compiled, pixels), original.size, labels, top_k)
             written = task.save_answer(answer, original, target, path.stem)
             if as_json:
-                shown = {k: v for k, v in answer.items() if k != "mask_png_base64"}
-                typer.echo(json.dumps({"image": str(path), **shown, "files": [str(w) for w in written]}))
+                # the task's whole answer, as `edge predict` prints it (no task-specific keys dropped here)
+                typer.echo(json.dumps({"image": str(path), **answer, "files": [str(w) for w in written]}))
             else:
                 typer.echo(
                     f"{path}: {task.summary_line(answer)}"
