@@ -457,7 +457,8 @@ def build_irs(model_name: str, work: Path, seed: int) -> dict[str, Path]:
     spec = model_spec(model_name)
     size = spec.image_size
     torch.manual_seed(seed)
-    model = get_task(spec.task).build_model(spec.arch, len(spec.labels), pretrained=False).eval()
+    task = get_task(spec.task)
+    model = task.build_model(spec.arch, len(spec.labels), pretrained=False).eval()
     # ptq reads only the images; targets are placeholders of the task's shape (class ids / label maps)
     target_shape = (CALIBRATION_IMAGES, size, size) if spec.task == "segmentation" else (CALIBRATION_IMAGES,)
     calibration = Split(
@@ -465,8 +466,8 @@ def build_irs(model_name: str, work: Path, seed: int) -> dict[str, Path]:
         targets=np.zeros(target_shape, dtype=np.int64),
     )
     builders: dict[str, Callable[[], compress.Compressed]] = {
-        "fp32": lambda: compress.fp32(model, size),
-        "fp16": lambda: compress.fp16(model, size),
+        "fp32": lambda: compress.fp32(model, size, task),
+        "fp16": lambda: compress.fp16(model, size, task),
         "ptq": lambda: compress.ptq(
             model,
             size,
@@ -474,6 +475,7 @@ def build_irs(model_name: str, work: Path, seed: int) -> dict[str, Path]:
             PtqConfig(subset_size=CALIBRATION_IMAGES),
             seed,
             lambda m: log(f"{model_name}: {m}"),
+            task,
         ),
     }
     dirs = {}

@@ -32,12 +32,12 @@ def build(variant: str) -> compress.Compressed:
     size, seed, batch_size = meta["image_size"], params.seed, params.settings.batch_size
     seed_everything(seed)
     if variant == "fp32":
-        return compress.fp32(model, size)
+        return compress.fp32(model, size, task)
     if variant == "fp16":
-        return compress.fp16(model, size)
+        return compress.fp16(model, size, task)
     train = load_split(PREPARED, "train")
     if variant == "ptq":
-        return compress.ptq(model, size, train, settings, seed, log)
+        return compress.ptq(model, size, train, settings, seed, log, task)
     val = load_split(PREPARED, "val")
     if variant == "ptq_ac":
         return compress.ptq_ac(model, size, train, val, settings, seed, log, task, labels)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from edgeops.images import load_rgb
-from edgeops.vision.base import Dataset, Progress, Split, TaskDefaults, VisionTask
+from edgeops.vision.base import AnswerOptions, Dataset, Progress, Split, TaskDefaults, VisionTask
 
 MARKER = "BRIGHTNESS"
 
@@ -25,7 +25,7 @@ class BrightnessTask(VisionTask):
     models = ("tiny",)
     defaults = TaskDefaults(model="tiny", image_size=16, epochs=4, batch_size=8, lr=0.01)
     model_api_type = "Regression"
-    output_name = "brightness"
+    output_names = ("brightness",)
 
     def detect(self, root: Path) -> str | None:
         return "a BRIGHTNESS marker" if (root / MARKER).exists() else None
@@ -78,10 +78,10 @@ class BrightnessTask(VisionTask):
         return {"closeness": closeness, "n": len(predictions), "per_class": {"brightness": closeness}}
 
     def output_contract(self, labels: list[str], input_size: tuple[int, int]) -> dict[str, Any]:
-        return {"name": self.output_name, "kind": "brightness in [0, 1]", "shape": [1, 1]}
+        return {"name": self.output_names[0], "kind": "brightness in [0, 1]", "shape": [1, 1]}
 
     def answer(
-        self, raw: np.ndarray, original_size: tuple[int, int], labels: list[str], top_k: int
+        self, raw: np.ndarray, original_size: tuple[int, int], labels: list[str], options: AnswerOptions
     ) -> dict[str, Any]:
         return {"brightness": float(self.decode_output(raw)[0])}
 

@@ -234,8 +234,14 @@ def predict(
         Path("models/selected"), help="model folder (model.xml, model.bin, model.json)"
     ),
     top_k: int = typer.Option(3, min=1, help="classification: how many labels to print per image"),
+    score_threshold: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="detection: drop boxes below this score (default: the model's threshold)"
+    ),
+    max_boxes: int | None = typer.Option(None, min=1, help="detection: at most this many boxes per image"),
     out: Path | None = typer.Option(
-        None, help="write the task's pictures here (segmentation: <stem>_mask.png + <stem>_overlay.png)"
+        None,
+        help="write the task's pictures here (segmentation: <stem>_mask.png + <stem>_overlay.png; "
+        "detection: <stem>_boxes.png)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
 ) -> None:
@@ -245,8 +251,9 @@ def predict(
         from edgeops.files import read_model_json
         from edgeops.images import model_input, open_image, to_rgb
         from edgeops.runtime import compile_model, raw_output
-        from edgeops.vision import get_task
+        from edgeops.vision import AnswerOptions, get_task
 
+        options = AnswerOptions(top_k=top_k, score_threshold=score_threshold, max_boxes=max_boxes)
         contract = read_model_json(model)
         task, labels = get_task(contract["task"]), contract["labels"]
         _, height, width, _ = contract["input"]["shape"]
@@ -261,7 +268,7 @@ def predict(
                     original = to_rgb(img)
             except Exception as e:
                 raise EdgeopsError(f"{path} is not a readable image: {e}") from None
-            answer = task.answer(raw_output(compiled, pixels), original.size, labels, top_k)
+            answer = task.answer(raw_output(compiled, pixels), original.size, labels, options)
             written = task.save_answer(answer, original, target, path.stem)
             if as_json:
                 # the task's whole answer, as `edge predict` prints it (no task-specific keys dropped here)

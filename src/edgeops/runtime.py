@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -28,20 +29,29 @@ def compile_model(
     return core().compile_model(Path(model_dir) / "model.xml", "CPU", config)
 
 
+# What an IR returns for a batch: its one output, or a tuple of its outputs in IR order (detection: boxes, labels)
+Raw = np.ndarray | tuple[np.ndarray, ...]
+
+
+def outputs_of(result: Any, compiled: ov.CompiledModel) -> Raw:
+    """A compiled model's result (OVDict) as Raw: a copy, safe to keep after the next inference."""
+    arrays = tuple(np.array(result[output], copy=True) for output in compiled.outputs)
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
 def predict_all(
-    compiled: ov.CompiledModel, images: np.ndarray, decode: Callable[[np.ndarray], np.ndarray]
+    compiled: ov.CompiledModel, images: np.ndarray, decode: Callable[[Raw], np.ndarray]
 ) -> np.ndarray:
     """Runs u8 NHWC images one at a time (the IR has batch 1); `decode` (a task's decode_output) turns
     each raw output into its prediction right away, so large outputs (score maps) are not all kept."""
     request = compiled.create_infer_request()
-    output = compiled.output(0)
-    rows = [decode(np.asarray(request.infer([images[i : i + 1]])[output]))[0] for i in range(len(images))]
+    rows = [decode(outputs_of(request.infer([images[i : i + 1]]), compiled))[0] for i in range(len(images))]
     return np.stack(rows) if rows else np.zeros((0,), np.int64)
 
 
-def raw_output(compiled: ov.CompiledModel, image: np.ndarray) -> np.ndarray:
-    """The first output of one u8 HxWx3 image, as the IR returns it (batch 1)."""
-    return np.asarray(compiled([image[None]])[compiled.output(0)])
+def raw_output(compiled: ov.CompiledModel, image: np.ndarray) -> Raw:
+    """The outputs of one u8 HxWx3 image, as the IR returns them (batch 1)."""
+    return outputs_of(compiled([image[None]]), compiled)
 
 
 def cpu_info() -> dict:

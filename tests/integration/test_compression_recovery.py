@@ -155,7 +155,7 @@ def sensitive(trained: SmallCNN) -> SmallCNN:
 
 @pytest.fixture(scope="module")
 def fp32(sensitive: SmallCNN, splits: Splits) -> Result:
-    result = _evaluate(lambda: compress.fp32(sensitive, IMAGE_SIZE), splits.test, splits.labels)
+    result = _evaluate(lambda: compress.fp32(sensitive, IMAGE_SIZE, TASK), splits.test, splits.labels)
     FIGURES["fp32 test accuracy"] = result.test_accuracy
     return result
 
@@ -163,7 +163,9 @@ def fp32(sensitive: SmallCNN, splits: Splits) -> Result:
 @pytest.fixture(scope="module")
 def ptq(sensitive: SmallCNN, splits: Splits) -> Result:
     result = _evaluate(
-        lambda: compress.ptq(sensitive, IMAGE_SIZE, splits.train, PTQ, SEED, _log), splits.test, splits.labels
+        lambda: compress.ptq(sensitive, IMAGE_SIZE, splits.train, PTQ, SEED, _log, TASK),
+        splits.test,
+        splits.labels,
     )
     FIGURES["ptq test accuracy"] = result.test_accuracy
     FIGURES["ptq seconds"] = result.seconds
@@ -232,9 +234,11 @@ def test_outliers_leave_the_float_model_unchanged(
 def test_plain_ptq_is_fine_without_the_outliers(trained: SmallCNN, splits: Splits) -> None:
     """Control: the same weights without outliers quantize within max_drop, so the loss below is
     caused by the outliers, not by the data, the model or the runtime."""
-    reference = _evaluate(lambda: compress.fp32(trained, IMAGE_SIZE), splits.test, splits.labels)
+    reference = _evaluate(lambda: compress.fp32(trained, IMAGE_SIZE, TASK), splits.test, splits.labels)
     quantized = _evaluate(
-        lambda: compress.ptq(trained, IMAGE_SIZE, splits.train, PTQ, SEED, _log), splits.test, splits.labels
+        lambda: compress.ptq(trained, IMAGE_SIZE, splits.train, PTQ, SEED, _log, TASK),
+        splits.test,
+        splits.labels,
     )
     drop = reference.test_accuracy - quantized.test_accuracy
     FIGURES["control (no outliers) ptq drop"] = drop
@@ -296,7 +300,9 @@ def test_qat_recovers_to_fp32(
 
 def test_ptq_is_deterministic(sensitive: SmallCNN, splits: Splits, ptq: Result) -> None:
     again = _evaluate(
-        lambda: compress.ptq(sensitive, IMAGE_SIZE, splits.train, PTQ, SEED, _log), splits.test, splits.labels
+        lambda: compress.ptq(sensitive, IMAGE_SIZE, splits.train, PTQ, SEED, _log, TASK),
+        splits.test,
+        splits.labels,
     )
     assert abs(again.test_accuracy - ptq.test_accuracy) <= 1e-6
     np.testing.assert_array_equal(again.test_predictions, ptq.test_predictions)

@@ -13,6 +13,7 @@ from edgeops.edge import agent, inference
 from edgeops.edge.publish import publish
 from edgeops.edge.targets import Store, open_target
 from edgeops.errors import EdgeopsError
+from edgeops.vision import AnswerOptions
 from tests.unit.edge_helpers import build_model, image_bytes
 
 
@@ -131,7 +132,7 @@ def test_predict_labels_and_scores(tmp_path: Path, target: Store) -> None:
     agent.sync(target, "clf", "production", d)
     model = inference.load_current(d)
     for color, label in (((255, 0, 0), "red"), ((0, 255, 0), "green"), ((0, 0, 255), "blue")):
-        out = model.predict_bytes(image_bytes(color, size=40, fmt="JPEG"), top_k=3)
+        out = model.predict_bytes(image_bytes(color, size=40, fmt="JPEG"), AnswerOptions(top_k=3))
         assert out["label"] == label and len(out["top"]) == 3
         assert abs(sum(t["score"] for t in out["top"]) - 1.0) < 1e-6
 

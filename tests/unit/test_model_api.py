@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgeops.pipeline.export import to_openvino, with_preprocessing, write_model_dir
+from edgeops.pipeline.export import float_ir, write_model_dir
 from edgeops.runtime import compile_model, raw_output
-from edgeops.vision import get_task
+from edgeops.vision import AnswerOptions, get_task
 
 model_api = pytest.importorskip("model_api.models")
 
@@ -24,7 +24,7 @@ def export(tmp_path: Path, task_name: str, model_name: str, labels: list[str], s
     task = get_task(task_name)
     model = task.build_model(model_name, len(labels), pretrained=False).eval()
     meta = {"task": task_name, "variant": "fp32", "precision": "FP32", "labels": labels}
-    write_model_dir(with_preprocessing(to_openvino(model, size)), tmp_path / task_name, meta)
+    write_model_dir(float_ir(model, task, size), tmp_path / task_name, meta)
     return tmp_path / task_name
 
 
@@ -41,7 +41,7 @@ def test_classification_ir_in_model_api(tmp_path: Path) -> None:
     assert type(wrapped).__name__ == "ClassificationModel"
     compiled, task = compile_model(folder, "f32"), get_task("classification")
     for image in pictures(32):
-        ours = task.answer(raw_output(compiled, image), (32, 32), labels, 1)
+        ours = task.answer(raw_output(compiled, image), (32, 32), labels, AnswerOptions(top_k=1))
         theirs = wrapped(image).top_labels[0]
         assert (theirs.id, theirs.name) == (labels.index(ours["label"]), ours["label"])
 

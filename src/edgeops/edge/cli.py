@@ -132,14 +132,30 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="image files")],
     dir: DirOpt,
     top_k: Annotated[int, typer.Option(help="classification: labels per image")] = 3,
+    score_threshold: Annotated[
+        float | None, typer.Option(help="detection: drop boxes below this score (default: the model's)")
+    ] = None,
+    max_boxes: Annotated[int | None, typer.Option(help="detection: at most this many boxes")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="write the task's pictures here (mask + overlay, annotated boxes)")
+    ] = None,
 ) -> None:
     """Run the current model on images; one JSON line per image, as `edge serve` answers (exit 2 if any
-    failed). Segmentation answers carry the mask at the image's size as a base64 PNG."""
+    failed). Segmentation answers carry the mask at the image's size as a base64 PNG; detection answers
+    carry boxes in the image's own pixels."""
+    from edgeops.images import open_image, to_rgb
+    from edgeops.vision import AnswerOptions
+
+    options = AnswerOptions(top_k=top_k, score_threshold=score_threshold, max_boxes=max_boxes)
     model = run_main(lambda: inference.load_current(dir))
     failed = 0
     for path in images:
         try:
-            result = model.predict_bytes(path.read_bytes(), top_k)
+            result = model.predict_bytes(path.read_bytes(), options)
+            if out is not None:
+                with open_image(path) as img:
+                    written = model.task.save_answer(result, to_rgb(img), out, path.stem)
+                result = {**result, "files": [str(w) for w in written]}
             typer.echo(json.dumps({"image": str(path), **result}))
         except (EdgeopsError, OSError) as e:
             failed += 1

@@ -14,7 +14,8 @@ from edgeops.edge.state import current_dir
 from edgeops.edge.verify import verify_folder
 from edgeops.errors import EdgeopsError
 from edgeops.images import model_input, open_image
-from edgeops.vision import get_task
+from edgeops.runtime import Raw, outputs_of
+from edgeops.vision import AnswerOptions, get_task
 
 
 class InferenceError(EdgeopsError):
@@ -58,12 +59,11 @@ class EdgeModel:
         for _ in range(max(1, min(n, 4))):
             self._requests.put(self.compiled.create_infer_request())
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Raw logits for one preprocessed u8 NHWC batch."""
+    def infer(self, batch: np.ndarray) -> Raw:
+        """The IR's outputs for one preprocessed u8 NHWC batch (one array, or a tuple in IR order)."""
         request = self._requests.get()
         try:
-            request.infer({0: batch})
-            return np.array(request.get_output_tensor(0).data, copy=True)
+            return outputs_of(request.infer({0: batch}), self.compiled)
         finally:
             self._requests.put(request)
 
@@ -91,17 +91,22 @@ class EdgeModel:
         return pixels[None], (w, h)
 
     def predict_bytes(
-        self, data: bytes, top_k: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS
+        self, data: bytes, options: AnswerOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> dict[str, Any]:
         batch, original_size = self.preprocess(data, max_pixels)
         raw = self.infer(batch)
-        if not np.all(np.isfinite(raw)):
+        if not all(np.all(np.isfinite(array)) for array in (raw if isinstance(raw, tuple) else (raw,))):
             raise InferenceError(
                 f"v{self.version} produced non-finite scores (NaN/inf): the model is broken, "
                 "roll back with `edgeops edge rollback`"
             )
-        labels = self.labels or [str(i) for i in range(int(raw.shape[1]))]
-        return {"version": self.version, **self.task.answer(raw, original_size, labels, top_k)}
+        labels = (
+            self.labels or [str(i) for i in range(int(np.shape(raw)[1]))]
+            if not isinstance(raw, tuple)
+            else self.labels
+        )
+        answer = self.task.answer(raw, original_size, labels, options or AnswerOptions())
+        return {"version": self.version, **answer}
 
 
 def current_folder(agent_dir: Path) -> Path:

@@ -26,6 +26,7 @@ from edgeops.edge.inference import DEFAULT_MAX_PIXELS, BadImage, EdgeModel, Infe
 from edgeops.edge.state import current_version, previous_version
 from edgeops.edge.verify import verify_folder
 from edgeops.errors import EdgeopsError
+from edgeops.vision import AnswerOptions
 
 log = logging.getLogger("edgeops.edge.server")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -206,7 +207,12 @@ def create_app(
         return JSONResponse(info)
 
     @app.post("/predict")
-    async def predict(request: Request, top_k: int = 5) -> JSONResponse:
+    async def predict(
+        request: Request,
+        top_k: int = 5,
+        score_threshold: float | None = None,
+        max_boxes: int | None = None,
+    ) -> JSONResponse:
         model = holder.model  # one reference for the whole request
         if model is None:
             return _bad(503, f"no model in {agent_dir}: run `edgeops edge sync` first")
@@ -223,7 +229,12 @@ def create_app(
             )
         if not data:
             return _bad(400, "empty upload: send an image")
-        result = await run_in_threadpool(model.predict_bytes, data, top_k, max_pixels)
+        if top_k < 1 or (max_boxes is not None and max_boxes < 1):
+            return _bad(422, "top_k and max_boxes must be at least 1")
+        if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
+            return _bad(422, "score_threshold must be between 0 and 1")
+        options = AnswerOptions(top_k=top_k, score_threshold=score_threshold, max_boxes=max_boxes)
+        result = await run_in_threadpool(model.predict_bytes, data, options, max_pixels)
         return JSONResponse(result)
 
     return app

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgeops.config import PruneConfig, PtqAcConfig, PtqConfig, QatConfig
-from edgeops.pipeline.export import to_openvino, with_preprocessing
+from edgeops.pipeline.export import float_ir, postprocessor_ops
 from edgeops.pipeline.train import fit, seed_everything, validation_score
 from edgeops.runtime import core, predict_all
 from edgeops.vision import Split, VisionTask
@@ -55,13 +55,23 @@ def _torch_dataset(images_u8: np.ndarray, batch_size: int = 1):  # -> nncf.Datas
     return nncf.Dataset(batches)
 
 
-def fp32(model: nn.Module, image_size: int) -> Compressed:
-    return Compressed(with_preprocessing(to_openvino(model, image_size)), "FP32")
+def fp32(model: nn.Module, image_size: int, task: VisionTask) -> Compressed:
+    return Compressed(float_ir(model, task, image_size), "FP32")
 
 
-def fp16(model: nn.Module, image_size: int) -> Compressed:
+def fp16(model: nn.Module, image_size: int, task: VisionTask) -> Compressed:
     """FP16-compressed weights; the CPU plugin still computes in f32/bf16 after decompression."""
-    return Compressed(with_preprocessing(to_openvino(model, image_size)), "FP16", compress_to_fp16=True)
+    return Compressed(float_ir(model, task, image_size), "FP16", compress_to_fp16=True)
+
+
+def _ignored_scope(model: ov.Model, patterns: list[str] | None = None):  # -> nncf.IgnoredScope | None
+    """The user's ignored patterns plus the task's postprocessor (box decoding stays in float)."""
+    import nncf
+
+    names = postprocessor_ops(model)
+    if not patterns and not names:
+        return None
+    return nncf.IgnoredScope(names=names, patterns=list(patterns or []))
 
 
 def _preset(name: str):  # -> nncf.QuantizationPreset
@@ -71,22 +81,22 @@ def _preset(name: str):  # -> nncf.QuantizationPreset
 
 
 def ptq(
-    model: nn.Module, image_size: int, train: Split, config: PtqConfig, seed: int, log: Log
+    model: nn.Module, image_size: int, train: Split, config: PtqConfig, seed: int, log: Log, task: VisionTask
 ) -> Compressed:
     """Post-training INT8 on the OpenVINO model, calibrated on raw u8 pixels like the edge app feeds."""
     import nncf
 
-    float_ir = with_preprocessing(to_openvino(model, image_size))
+    float_model = float_ir(model, task, image_size)
     calibration = _subset(train, config.subset_size, seed)
     log(f"ptq: calibrating on {len(calibration)} train images (preset {config.preset})")
     quantized = nncf.quantize(
-        float_ir,
+        float_model,
         _ov_dataset(calibration),
         preset=_preset(config.preset),
         subset_size=len(calibration),
         fast_bias_correction=config.fast_bias_correction,
         model_type=nncf.ModelType.TRANSFORMER if config.model_type == "transformer" else None,
-        ignored_scope=nncf.IgnoredScope(patterns=config.ignored_scopes) if config.ignored_scopes else None,
+        ignored_scope=_ignored_scope(float_model, config.ignored_scopes),
     )
     return Compressed(quantized, "INT8", details={"subset_size": len(calibration), "preset": config.preset})
 
@@ -106,7 +116,7 @@ def ptq_ac(
     task's validation metric is within max_drop (absolute)."""
     import nncf
 
-    float_ir = with_preprocessing(to_openvino(model, image_size))
+    float_model = float_ir(model, task, image_size)
     calibration = _subset(train, config.subset_size, seed)
     items = list(range(len(val)))
 
@@ -121,7 +131,7 @@ def ptq_ac(
         f"ptq_ac: calibrating on {len(calibration)} images, validating on {len(items)} (max_drop {config.max_drop})"
     )
     quantized = nncf.quantize_with_accuracy_control(
-        float_ir,
+        float_model,
         calibration_dataset=_ov_dataset(calibration),
         validation_dataset=nncf.Dataset(items),
         validation_fn=validate,
@@ -129,9 +139,10 @@ def ptq_ac(
         drop_type=nncf.DropType.ABSOLUTE,
         preset=_preset(config.preset),
         subset_size=len(calibration),
+        ignored_scope=_ignored_scope(float_model),
     )
     f32 = {"INFERENCE_PRECISION_HINT": "f32"}
-    reference = validate(core().compile_model(float_ir, "CPU", f32), items)
+    reference = validate(core().compile_model(float_model, "CPU", f32), items)
     achieved = validate(core().compile_model(quantized, "CPU", f32), items)
     float_ops = _count_float_matmul_conv(quantized)
     details = {
@@ -167,12 +178,12 @@ def _quantize_torch(model: nn.Module, train: Split, subset_size: int, seed: int)
     return nncf.quantize(model, _torch_dataset(calibration), subset_size=len(calibration))
 
 
-def _strip_to_openvino(model: nn.Module, image_size: int) -> ov.Model:
+def _strip_to_openvino(model: nn.Module, image_size: int, task: VisionTask) -> ov.Model:
     import nncf
 
     example = torch.zeros(1, 3, image_size, image_size)
     stripped = nncf.strip(model, example_input=example)
-    return with_preprocessing(to_openvino(stripped, image_size))
+    return float_ir(stripped, task, image_size)
 
 
 def qat(
@@ -209,7 +220,7 @@ def qat(
         tag="qat",
     )
     return Compressed(
-        _strip_to_openvino(quantized, image_size),
+        _strip_to_openvino(quantized, image_size, task),
         "INT8",
         details={"val_score_before_finetune": before, "history": history},
     )
@@ -275,8 +286,10 @@ def prune_int8(
         f"prune_int8: sparsity {sparsity:.1%} of prunable weights, {stats.global_pruning_ratio:.1%} of all; "
         "quantizing to INT8"
     )
-    dense = _strip_to_openvino(pruned, image_size)
-    quantized = nncf.quantize(dense, _ov_dataset(calibration), subset_size=len(calibration))
+    dense = _strip_to_openvino(pruned, image_size, task)
+    quantized = nncf.quantize(
+        dense, _ov_dataset(calibration), subset_size=len(calibration), ignored_scope=_ignored_scope(dense)
+    )
     return Compressed(
         quantized,
         "INT8",

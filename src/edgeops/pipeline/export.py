@@ -28,6 +28,57 @@ def to_openvino(model: nn.Module, image_size: int) -> ov.Model:
         return ov.convert_model(model, example_input=example, input=[(1, 3, image_size, image_size)])
 
 
+# names of the appended postprocessor's operations start with this: quantization ignores them
+POSTPROCESSOR_PREFIX = "postprocessor/"
+
+
+def float_ir(model: nn.Module, task: VisionTask, image_size: int) -> ov.Model:
+    """The float IR of a torch network as the edge runs it: u8 NHWC RGB in, the task's outputs out (with
+    the task's postprocessor appended, e.g. detection's box decoding), outputs named as the contract says."""
+    ir = to_openvino(model, image_size)
+    postprocessor = task.postprocessor(model, image_size)
+    if postprocessor is not None:
+        ir = append_postprocessor(ir, postprocessor)
+    ir = with_preprocessing(ir)
+    name_outputs(ir, task)
+    return ir
+
+
+def append_postprocessor(network: ov.Model, postprocessor: nn.Module) -> ov.Model:
+    """Converts `postprocessor` on its own (input = the network's one output) and feeds it the network's
+    output, so NNCF can be told to leave it out of quantization by name (POSTPROCESSOR_PREFIX)."""
+    shape = [int(d) for d in network.output(0).get_partial_shape().to_shape()]
+    postprocessor.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tail = ov.convert_model(postprocessor, example_input=torch.zeros(shape), input=[shape])
+    for op in tail.get_ordered_ops():
+        op.set_friendly_name(POSTPROCESSOR_PREFIX + op.get_friendly_name())
+    source = network.get_results()[0].input_value(0)
+    (parameter,) = tail.get_parameters()
+    for target in list(parameter.output(0).get_target_inputs()):
+        target.replace_source_output(source)
+    return ov.Model(tail.get_results(), network.get_parameters(), network.get_friendly_name())
+
+
+def postprocessor_ops(model: ov.Model) -> list[str]:
+    """Names of the appended postprocessor's operations (empty when the task has none)."""
+    return [
+        op.get_friendly_name()
+        for op in model.get_ops()
+        if op.get_friendly_name().startswith(POSTPROCESSOR_PREFIX)
+    ]
+
+
+def name_outputs(model: ov.Model, task: VisionTask) -> None:
+    if len(model.outputs) != len(task.output_names):
+        raise ValueError(
+            f"the IR has {len(model.outputs)} outputs, the {task.name} task names {task.output_names}"
+        )
+    for output, name in zip(model.outputs, task.output_names, strict=True):
+        output.get_tensor().set_names({name})
+
+
 def with_preprocessing(model: ov.Model) -> ov.Model:
     """Make the IR take u8 NHWC RGB pixels: conversion and normalization run inside the model."""
     ppp = PrePostProcessor(model)
@@ -37,7 +88,9 @@ def with_preprocessing(model: ov.Model) -> ov.Model:
     ppp.input().preprocess().convert_element_type(ov.Type.f32).mean([m * 255 for m in MEAN]).scale(
         [s * 255 for s in STD]
     )
-    ppp.output().tensor().set_element_type(ov.Type.f32)
+    for i, output in enumerate(model.outputs):  # float outputs stay f32 (also for FP16-stored weights)
+        if output.get_element_type().is_real():
+            ppp.output(i).tensor().set_element_type(ov.Type.f32)
     built = ppp.build()
     built.input(0).get_tensor().set_names({INPUT_NAME})
     return built
@@ -75,7 +128,7 @@ def write_model_dir(
     `measure(folder)` runs on the saved IR before model.json is written: its result joins `metrics`."""
     task = get_task(meta["task"])
     labels = meta["labels"]
-    model.output(0).get_tensor().set_names({task.output_name})
+    name_outputs(model, task)
     set_model_info(model, task, labels)
     with replaced_dir(out_dir) as tmp:
         ov.save_model(model, tmp / "model.xml", compress_to_fp16=compress_to_fp16)

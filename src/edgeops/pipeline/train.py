@@ -79,9 +79,17 @@ def reestimate_batchnorm(
 
 @torch.no_grad()
 def predict(model: nn.Module, task: VisionTask, split: Split, batch_size: int = 32) -> np.ndarray:
-    """The task's predictions of a torch model on a split (eval mode), decoded like the IR's outputs."""
+    """The task's predictions of a torch model on a split (eval mode): the network, then the task's
+    postprocessor as the IR runs it, then the same decode_output as for the IR's outputs."""
     model.eval()
-    rows = [task.decode_output(model(x).numpy()) for x, _ in batches(split, batch_size)]
+    postprocessor = task.postprocessor(model, split.images.shape[1]) if len(split) else None
+    rows = []
+    for x, _ in batches(split, batch_size):
+        outputs = model(x)
+        if postprocessor is not None:
+            outputs = postprocessor(outputs)
+        raw = tuple(o.numpy() for o in outputs) if isinstance(outputs, tuple) else outputs.numpy()
+        rows.append(task.decode_output(raw))
     return np.concatenate(rows) if rows else np.zeros((0,), np.int64)
 
 

@@ -8,9 +8,20 @@ import importlib
 from pathlib import Path
 
 from edgeops.errors import EdgeopsError
-from edgeops.vision.base import Dataset, Split, TaskDefaults, VisionTask
+from edgeops.vision.base import AnswerOptions, Dataset, Raw, Split, TaskDefaults, VisionTask
 
-__all__ = ["TASKS", "Dataset", "Split", "TaskDefaults", "VisionTask", "detect_task", "get_task", "task_names"]
+__all__ = [
+    "TASKS",
+    "AnswerOptions",
+    "Dataset",
+    "Raw",
+    "Split",
+    "TaskDefaults",
+    "VisionTask",
+    "detect_task",
+    "get_task",
+    "task_names",
+]
 
 # task name -> module defining TASK (imported on first use: the edge agent loads only the one it serves)
 TASKS: dict[str, str] = {

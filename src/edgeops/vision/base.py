@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 Progress = Callable[[int, int], None]
+# What an IR returns for a batch: its one output, or a tuple of its outputs in IR order (detection: boxes, labels)
+Raw = np.ndarray | tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,15 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class AnswerOptions:
+    """What a caller of `answer` may choose; each task reads the options that apply to it."""
+
+    top_k: int = 5  # classification: how many labels
+    score_threshold: float | None = None  # detection: drop boxes below it (None = the model's own threshold)
+    max_boxes: int | None = None  # detection: at most this many boxes, highest score first
+
+
+@dataclass(frozen=True)
 class TaskDefaults:
     """The settings `edgeops run --data` uses for this task when params.yaml has none."""
 
@@ -68,7 +79,7 @@ class VisionTask:
     models: ClassVar[tuple[str, ...]]  # the model zoo names for params.yaml
     defaults: ClassVar[TaskDefaults]
     model_api_type: ClassVar[str]  # OpenVINO Model API `model_type`
-    output_name: ClassVar[str]
+    output_names: ClassVar[tuple[str, ...]]  # the IR's output tensor names, in order
 
     # ----------------------------------------------------------------- data
     def detect(self, root: Path) -> str | None:
@@ -108,9 +119,15 @@ class VisionTask:
         """Random changes that keep the answer right (a mask moves with its image)."""
         raise NotImplementedError
 
+    def postprocessor(self, model: torch.nn.Module, image_size: int) -> torch.nn.Module | None:
+        """A torch module that turns the network's raw output into the IR's outputs (detection: box decoding),
+        or None when the network's output is the IR's output. It is converted to OpenVINO on its own and
+        appended after the (quantized) network, so quantization never sees it."""
+        return None
+
     # ----------------------------------------------------------------- metric (numpy)
-    def decode_output(self, raw: np.ndarray) -> np.ndarray:
-        """Raw model output of a batch (N, ...) -> one prediction per image (class index, label map)."""
+    def decode_output(self, raw: Raw) -> np.ndarray:
+        """The IR's outputs for a batch (N, ...) -> one prediction per image (class index, label map, boxes)."""
         raise NotImplementedError
 
     def score(self, predictions: np.ndarray, split: Split, labels: list[str]) -> dict[str, Any]:
@@ -129,7 +146,7 @@ class VisionTask:
 
     # ----------------------------------------------------------------- serving (numpy)
     def answer(
-        self, raw: np.ndarray, original_size: tuple[int, int], labels: list[str], top_k: int
+        self, raw: Raw, original_size: tuple[int, int], labels: list[str], options: AnswerOptions
     ) -> dict[str, Any]:
         """The JSON answer for one image (original_size = width, height of the uploaded image)."""
         raise NotImplementedError
@@ -152,6 +169,13 @@ class VisionTask:
     def report_sections(self, results: dict[str, dict[str, Any]], chosen: str) -> list[str]:
         """Markdown lines for the compression report: the chosen variant vs fp32, per class."""
         return per_class_change_table(self.per_class_metric, results, chosen)
+
+
+def single_output(raw: Raw) -> np.ndarray:
+    """The one output of a single-output task's IR (a tuple here means a model of another task)."""
+    if isinstance(raw, tuple):
+        raise ValueError(f"expected one output, got {len(raw)}: is this model of another task?")
+    return raw
 
 
 def per_class_change(selected: dict, reference: dict) -> list[tuple[str, float, float, float]]:

@@ -9,7 +9,16 @@ import numpy as np
 
 from edgeops.errors import EdgeopsError
 from edgeops.images import load_rgb, printable, unreadable_reason
-from edgeops.vision.base import Dataset, Progress, Split, TaskDefaults, VisionTask
+from edgeops.vision.base import (
+    AnswerOptions,
+    Dataset,
+    Progress,
+    Raw,
+    Split,
+    TaskDefaults,
+    VisionTask,
+    single_output,
+)
 from edgeops.vision.classification.metrics import classification_metrics
 from edgeops.vision.classification.metrics import top_k as top_k_labels
 
@@ -24,7 +33,7 @@ class ClassificationTask(VisionTask):
     models = ("small_cnn", "mobilenet_v3_small", "resnet18")
     defaults = TaskDefaults(model="small_cnn", image_size=32, epochs=8, batch_size=64, lr=3e-3)
     model_api_type = "Classification"
-    output_name = "logits"
+    output_names = ("logits",)
 
     def detect(self, root: Path) -> str | None:
         from edgeops.vision.classification.dataset import SPLIT_FOLDER_NAMES
@@ -106,7 +115,8 @@ class ClassificationTask(VisionTask):
 
         return random_shift(x, generator), y
 
-    def decode_output(self, raw: np.ndarray) -> np.ndarray:
+    def decode_output(self, raw: Raw) -> np.ndarray:
+        raw = single_output(raw)
         return np.asarray(raw).reshape(len(raw), -1).argmax(1)
 
     def score(self, predictions: np.ndarray, split: Split, labels: list[str]) -> dict[str, Any]:
@@ -114,7 +124,7 @@ class ClassificationTask(VisionTask):
 
     def output_contract(self, labels: list[str], input_size: tuple[int, int]) -> dict[str, Any]:
         return {
-            "name": self.output_name,
+            "name": self.output_names[0],
             "kind": "logits",
             "shape": [1, len(labels)],
             "classes": len(labels),
@@ -122,9 +132,10 @@ class ClassificationTask(VisionTask):
         }
 
     def answer(
-        self, raw: np.ndarray, original_size: tuple[int, int], labels: list[str], top_k: int
+        self, raw: Raw, original_size: tuple[int, int], labels: list[str], options: AnswerOptions
     ) -> dict[str, Any]:
-        top = top_k_labels(raw, labels, top_k)
+        raw = single_output(raw)
+        top = top_k_labels(raw, labels, options.top_k)
         return {"label": top[0]["label"], "score": top[0]["score"], "top": top}
 
     def summary_line(self, answer: dict[str, Any]) -> str:

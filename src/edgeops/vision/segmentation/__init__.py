@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeops.images import load_rgb, printable, unreadable_reason
-from edgeops.vision.base import Dataset, Progress, Split, TaskDefaults, VisionTask
+from edgeops.vision.base import (
+    AnswerOptions,
+    Dataset,
+    Progress,
+    Raw,
+    Split,
+    TaskDefaults,
+    VisionTask,
+    single_output,
+)
 from edgeops.vision.segmentation.dataset import (
     IGNORE,
     detect_layout,
@@ -31,7 +40,7 @@ class SegmentationTask(VisionTask):
     models = ("unet", "lraspp_mobilenet_v3")
     defaults = TaskDefaults(model="unet", image_size=256, epochs=14, batch_size=8, lr=3e-3)
     model_api_type = "Segmentation"
-    output_name = "scores"
+    output_names = ("scores",)
 
     def detect(self, root: Path) -> str | None:
         return detect_layout(root)
@@ -100,7 +109,8 @@ class SegmentationTask(VisionTask):
 
         return random_crops(x, y, generator)
 
-    def decode_output(self, raw: np.ndarray) -> np.ndarray:
+    def decode_output(self, raw: Raw) -> np.ndarray:
+        raw = single_output(raw)
         return label_map(raw)
 
     def score(self, predictions: np.ndarray, split: Split, labels: list[str]) -> dict[str, Any]:
@@ -110,7 +120,7 @@ class SegmentationTask(VisionTask):
     def output_contract(self, labels: list[str], input_size: tuple[int, int]) -> dict[str, Any]:
         width, height = input_size
         return {
-            "name": self.output_name,
+            "name": self.output_names[0],
             "kind": "per-class scores",
             "shape": [1, len(labels), height, width],
             "layout": "NCHW",
@@ -123,8 +133,9 @@ class SegmentationTask(VisionTask):
         return {"return_soft_prediction": "False"}
 
     def answer(
-        self, raw: np.ndarray, original_size: tuple[int, int], labels: list[str], top_k: int
+        self, raw: Raw, original_size: tuple[int, int], labels: list[str], options: AnswerOptions
     ) -> dict[str, Any]:
+        raw = single_output(raw)
         labels_at_input = label_map(raw)[0]
         mask = resize_mask(labels_at_input, original_size)
         fractions = class_fractions(mask, labels)
