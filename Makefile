@@ -37,6 +37,9 @@ run: setup ## the whole pipeline on the built-in classification demo (digits), t
 run-segmentation: setup ## the whole pipeline on the built-in segmentation demo (shapes on textures)
 	$(BIN)/edgeops run --task segmentation --data data/demo-segmentation
 
+run-detection: setup ## the whole pipeline on the built-in detection demo (shapes on textures, COCO boxes)
+	$(BIN)/edgeops run --task detection --data data/demo-detection
+
 test: setup ## run the test suite (unit + integration against real servers on loopback)
 	$(PY) -m pytest -q
 
@@ -62,4 +65,4 @@ repro: setup ## `dvc repro`: rebuild exactly what changed, without Prefect
 	$(BIN)/dvc repro
 
 clean: ## remove pipeline outputs (keeps .venv, the MLflow store and the DVC cache)
-	rm -rf data/demo data/demo-segmentation data/prepared checkpoints models metrics plots reports dvc.lock
+	rm -rf data/demo data/demo-segmentation data/demo-detection data/prepared checkpoints models metrics plots reports dvc.lock

@@ -81,7 +81,12 @@ class BrightnessTask(VisionTask):
         return {"name": self.output_names[0], "kind": "brightness in [0, 1]", "shape": [1, 1]}
 
     def answer(
-        self, raw: np.ndarray, original_size: tuple[int, int], labels: list[str], options: AnswerOptions
+        self,
+        raw: np.ndarray,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        labels: list[str],
+        options: AnswerOptions,
     ) -> dict[str, Any]:
         return {"brightness": float(self.decode_output(raw)[0])}
 

@@ -43,12 +43,12 @@ def set_params(params_file: Path, updates: dict[str, dict[str, str] | str]) -> N
 
 def choose_task(data: Path, task: str | None) -> tuple[str, str]:
     """(task, why) for a dataset folder: --task wins, else the layout decides."""
-    from edgeops.paths import DEMO_DATA, DEMO_SEGMENTATION_DATA
+    from edgeops.paths import DEMO_DATASETS
     from edgeops.vision import detect_task, get_task
 
     if task is not None:
         name = get_task(task).name
-        if data in (DEMO_DATA, DEMO_SEGMENTATION_DATA):  # the demo stage writes them
+        if data in DEMO_DATASETS:  # the demo stage writes them
             return name, "--task, built-in demo data"
     if not data.is_dir():
         raise EdgeopsError(f"--data {data} is not a folder (or does not exist): pass your dataset's folder")
@@ -118,7 +118,7 @@ def run(
     def main() -> None:
         from edgeops.config import load_params
         from edgeops.orchestration.prefect_local import TemporaryServer, embedded_defaults
-        from edgeops.paths import DEMO_DATA, DEMO_SEGMENTATION_DATA
+        from edgeops.paths import DEMO_DATASETS
         from edgeops.pipeline.prepare import scan_dataset
 
         config = load_params(params)
@@ -133,7 +133,7 @@ def run(
             config = config.model_copy(
                 update={"task": chosen, "data": config.data.model_copy(update={"path": str(data)})}
             )
-        if Path(config.data.path) not in (DEMO_DATA, DEMO_SEGMENTATION_DATA):  # the demo stage makes those
+        if Path(config.data.path) not in DEMO_DATASETS:  # the demo stage makes those
             # DVC hashes the folder before prepare runs: fail on a broken layout now, in our words,
             # and before params.yaml is changed
             scan_dataset(config)
@@ -268,7 +268,9 @@ def predict(
                     original = to_rgb(img)
             except Exception as e:
                 raise EdgeopsError(f"{path} is not a readable image: {e}") from None
-            answer = task.answer(raw_output(compiled, pixels), original.size, labels, options)
+            answer = task.answer(
+                raw_output(compiled, pixels), (width, height), original.size, labels, options
+            )
             written = task.save_answer(answer, original, target, path.stem)
             if as_json:
                 # the task's whole answer, as `edge predict` prints it (no task-specific keys dropped here)

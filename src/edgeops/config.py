@@ -113,7 +113,8 @@ class BenchmarkConfig(Strict):
 
 class GatesConfig(Strict):
     """Used both to select a variant and to promote a registered version. The score is the task's
-    primary metric: top-1 accuracy (classification), mIoU (segmentation)."""
+    primary metric: top-1 accuracy (classification), mIoU (segmentation),
+    COCO mAP@[.5:.95] (detection)."""
 
     max_score_drop: float = Field(0.01, ge=0, le=1, description="absolute, vs FP32 of the same run")
     latency_budget_ms: float | None = Field(None, gt=0)

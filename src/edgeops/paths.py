@@ -4,6 +4,8 @@ from pathlib import Path
 
 DEMO_DATA = Path("data/demo")
 DEMO_SEGMENTATION_DATA = Path("data/demo-segmentation")
+DEMO_DETECTION_DATA = Path("data/demo-detection")
+DEMO_DATASETS = (DEMO_DATA, DEMO_SEGMENTATION_DATA, DEMO_DETECTION_DATA)  # the demo stage writes them
 PREPARED = Path("data/prepared")
 CHECKPOINT = Path("checkpoints/model.pt")
 TRAIN_HISTORY = Path("plots/train_history.csv")

@@ -41,7 +41,7 @@ def test_classification_ir_in_model_api(tmp_path: Path) -> None:
     assert type(wrapped).__name__ == "ClassificationModel"
     compiled, task = compile_model(folder, "f32"), get_task("classification")
     for image in pictures(32):
-        ours = task.answer(raw_output(compiled, image), (32, 32), labels, AnswerOptions(top_k=1))
+        ours = task.answer(raw_output(compiled, image), (32, 32), (32, 32), labels, AnswerOptions(top_k=1))
         theirs = wrapped(image).top_labels[0]
         assert (theirs.id, theirs.name) == (labels.index(ours["label"]), ours["label"])
 

@@ -76,8 +76,8 @@ def test_a_third_task_runs_through_every_stage(
 def test_unknown_task_in_params_is_one_clear_error(tmp_path: Path) -> None:
     from edgeops.config import load_params
 
-    (tmp_path / "params.yaml").write_text("task: detection\n")
-    with pytest.raises(EdgeopsError, match="unknown task 'detection': one of classification, segmentation"):
+    (tmp_path / "params.yaml").write_text("task: pose\n")
+    with pytest.raises(EdgeopsError, match="unknown task 'pose': one of classification, segmentation, detection"):
         load_params(tmp_path / "params.yaml")
 
 

@@ -105,7 +105,9 @@ class EdgeModel:
             if not isinstance(raw, tuple)
             else self.labels
         )
-        answer = self.task.answer(raw, original_size, labels, options or AnswerOptions())
+        answer = self.task.answer(
+            raw, (self.width, self.height), original_size, labels, options or AnswerOptions()
+        )
         return {"version": self.version, **answer}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,10 +65,21 @@ def fp16(model: nn.Module, image_size: int, task: VisionTask) -> Compressed:
     return Compressed(float_ir(model, task, image_size), "FP16", compress_to_fp16=True)
 
 
+class _QuietIgnoredOps(logging.Filter):
+    """NNCF logs one INFO line per ignored operation: ~60 for a detector's box decoding, none useful."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Not adding activation input quantizer" not in record.getMessage()
+
+
+_QUIET_IGNORED_OPS = _QuietIgnoredOps()
+
+
 def _ignored_scope(model: ov.Model, patterns: list[str] | None = None):  # -> nncf.IgnoredScope | None
     """The user's ignored patterns plus the task's postprocessor (box decoding stays in float)."""
     import nncf
 
+    logging.getLogger("nncf").addFilter(_QUIET_IGNORED_OPS)  # added once: filters are kept in a list
     names = postprocessor_ops(model)
     if not patterns and not names:
         return None

@@ -27,6 +27,7 @@ __all__ = [
 TASKS: dict[str, str] = {
     "classification": "edgeops.vision.classification",
     "segmentation": "edgeops.vision.segmentation",
+    "detection": "edgeops.vision.detection",
 }
 
 
@@ -53,8 +54,9 @@ def detect_task(root: Path) -> tuple[str, str]:
     if not matches:
         raise EdgeopsError(
             f"cannot tell the task from the layout of {root}: expected one sub-folder per class "
-            "(classification) or images/ + masks/ or Pascal VOC JPEGImages/ + SegmentationClass/ "
-            "(segmentation); see docs/data.md"
+            "(classification), images/ + masks/ or Pascal VOC JPEGImages/ + SegmentationClass/ "
+            "(segmentation), or images/ + annotations.json (COCO), images/ + labels/ (YOLO) or Pascal VOC "
+            "JPEGImages/ + Annotations/ (detection); see docs/data.md"
         )
     found = "; ".join(f"{name} ({layout})" for name, layout in matches)
     raise EdgeopsError(f"the layout of {root} fits several tasks: {found}: pass --task to choose one")

@@ -146,9 +146,15 @@ class VisionTask:
 
     # ----------------------------------------------------------------- serving (numpy)
     def answer(
-        self, raw: Raw, original_size: tuple[int, int], labels: list[str], options: AnswerOptions
+        self,
+        raw: Raw,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        labels: list[str],
+        options: AnswerOptions,
     ) -> dict[str, Any]:
-        """The JSON answer for one image (original_size = width, height of the uploaded image)."""
+        """The JSON answer for one image: input_size = the model's (width, height), original_size = the
+        uploaded image's; answers are in the original image's pixels."""
         raise NotImplementedError
 
     def summary_line(self, answer: dict[str, Any]) -> str:

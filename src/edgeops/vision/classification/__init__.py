@@ -132,7 +132,12 @@ class ClassificationTask(VisionTask):
         }
 
     def answer(
-        self, raw: Raw, original_size: tuple[int, int], labels: list[str], options: AnswerOptions
+        self,
+        raw: Raw,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        labels: list[str],
+        options: AnswerOptions,
     ) -> dict[str, Any]:
         raw = single_output(raw)
         top = top_k_labels(raw, labels, options.top_k)

@@ -133,7 +133,12 @@ class SegmentationTask(VisionTask):
         return {"return_soft_prediction": "False"}
 
     def answer(
-        self, raw: Raw, original_size: tuple[int, int], labels: list[str], options: AnswerOptions
+        self,
+        raw: Raw,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        labels: list[str],
+        options: AnswerOptions,
     ) -> dict[str, Any]:
         raw = single_output(raw)
         labels_at_input = label_map(raw)[0]
