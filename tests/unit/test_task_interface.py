@@ -77,7 +77,9 @@ def test_unknown_task_in_params_is_one_clear_error(tmp_path: Path) -> None:
     from edgeops.config import load_params
 
     (tmp_path / "params.yaml").write_text("task: pose\n")
-    with pytest.raises(EdgeopsError, match="unknown task 'pose': one of classification, segmentation, detection"):
+    with pytest.raises(
+        EdgeopsError, match="unknown task 'pose': one of classification, segmentation, detection"
+    ):
         load_params(tmp_path / "params.yaml")
 
 
