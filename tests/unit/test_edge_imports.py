@@ -8,7 +8,18 @@ import sys
 import textwrap
 from pathlib import Path
 
-BLOCKED = ["torch", "torchvision", "torchao", "nncf", "mlflow", "prefect", "dvc", "sklearn", "pandas"]
+BLOCKED = [
+    "torch",
+    "torchvision",
+    "torchao",
+    "nncf",
+    "mlflow",
+    "prefect",
+    "dvc",
+    "sklearn",
+    "pandas",
+    "pycocotools",
+]
 
 
 def test_edge_package_imports_and_works_without_pipeline_deps(tmp_path: Path) -> None:
@@ -40,6 +51,12 @@ def test_edge_package_imports_and_works_without_pipeline_deps(tmp_path: Path) ->
         from typer.testing import CliRunner
         res = CliRunner().invoke(edgeops.edge.cli.edge_app, ["status", "--dir", str(tmp / "agent")])
         assert res.exit_code == 0, res.output
+        import numpy as np
+        from edgeops.vision import AnswerOptions, get_task
+        boxes, labels = np.zeros((1, 100, 5), np.float32), np.zeros((1, 100), np.int64)
+        boxes[0, 0] = (1, 2, 3, 4, 0.9)
+        answer = get_task("detection").answer((boxes, labels), (8, 8), (16, 8), ["cell"], AnswerOptions())
+        assert answer["boxes"] == [{{"label": "cell", "score": 0.9, "box": [2.0, 2.0, 6.0, 4.0]}}], answer
         print("EDGE-ONLY-OK")
         """
     )

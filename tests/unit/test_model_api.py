@@ -57,3 +57,27 @@ def test_segmentation_ir_in_model_api(tmp_path: Path) -> None:
         theirs = np.asarray(wrapped(image))  # 0.4.7 returns the label map itself
         assert theirs.shape == ours.shape
         assert (theirs == ours).mean() > 0.99  # float rounding may flip a near-tie pixel
+
+
+def test_detection_ir_in_model_api(tmp_path: Path) -> None:
+    """Model API's SSD wrapper reads our `boxes` + `labels`, scales them to the image and applies the
+    confidence_threshold from model_info: the same boxes `edge serve` answers."""
+    from tests.unit.test_edge_detection import DEBRIS_BOX, build_detection_ir
+
+    folder = build_detection_ir(tmp_path / "detection")
+    wrapped = model_api.Model.create_model(str(folder / "model.xml"), device="CPU")
+    assert type(wrapped).__name__ == "SSD"
+    image = np.full((320, 640, 3), 90, np.uint8)
+    theirs = wrapped(image)
+    compiled, task = compile_model(folder, "f32"), get_task("detection")
+    ours = task.answer(
+        raw_output(compiled, np.full((64, 64, 3), 90, np.uint8)),
+        (64, 64),
+        (640, 320),
+        ["cell", "debris"],
+        AnswerOptions(),
+    )
+    assert [b["label"] for b in ours["boxes"]] == list(theirs.label_names) == ["debris"]
+    np.testing.assert_allclose(theirs.bboxes[0], ours["boxes"][0]["box"], atol=1.0)
+    np.testing.assert_allclose(theirs.bboxes[0], DEBRIS_BOX, atol=1.0)
+    assert theirs.scores[0] == pytest.approx(ours["boxes"][0]["score"], abs=1e-3)
