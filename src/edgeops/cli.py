@@ -212,7 +212,10 @@ def validate_data(
         fractions = config.data.split.model_dump()
         vision_task.split(dataset, fractions, config.seed, config.data.min_images_per_class)
         indices = list(range(len(dataset.items)))
-        _, bad = vision_task.decode(dataset, indices, image_size or config.settings.image_size, False, None)
+        from edgeops.pipeline.prepare import model_input_size
+
+        size = image_size or model_input_size(config, vision_task, dataset)
+        _, bad = vision_task.decode(dataset, indices, size, False, None)
         if bad:
             raise unreadable_error(bad)
         for note in dataset.notes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -42,7 +42,9 @@ class TaskSettings(Strict):
     """What differs per task: the model, its input size and the training length (params.yaml `by_task`)."""
 
     model: str
-    image_size: int = Field(ge=16, le=1024, description="model input height = width")
+    image_size: Annotated[int, Field(ge=16, le=1024)] | Literal["auto"] = Field(
+        description="model input height = width; auto: the task picks it from the images' sizes (detection)"
+    )
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0)

@@ -36,13 +36,20 @@ def scan_dataset(params: Params, path: str | Path | None = None) -> tuple[Vision
     return task, task.scan(Path(path or params.data.path), params.data.min_images_per_class)
 
 
+def model_input_size(params: Params, task: VisionTask, dataset: Dataset) -> int:
+    """by_task.<task>.image_size, or the task's pick for this dataset when it is `auto`."""
+    size = params.settings.image_size
+    return task.input_size(dataset) if size == "auto" else size
+
+
 def prepare_dataset(params: Params, out_dir: str | Path, log: Callable[[str], None] = print) -> dict:
     """Write manifest.json and one .npz per split to out_dir, atomically (all or nothing)."""
     task, dataset = scan_dataset(params)
-    size = params.settings.image_size
+    size = model_input_size(params, task, dataset)
     log(
         f"prepare: {params.task}, {dataset.layout}: {len(dataset.items)} images, "
-        f"{len(dataset.classes)} classes under {dataset.root}"
+        f"{len(dataset.classes)} classes under {dataset.root}; model input {size}x{size} px"
+        + (" (image_size: auto)" if params.settings.image_size == "auto" else "")
     )
     for note in dataset.notes:
         log(f"prepare: {note}")

@@ -195,7 +195,7 @@ def train_model(
     model = task.build_model(settings.model, len(labels), params.train.pretrained)
     start = "ImageNet weights" if params.train.pretrained else "scratch"
     log(
-        f"train: {params.task} {settings.model} from {start} at {settings.image_size}px, "
+        f"train: {params.task} {settings.model} from {start} at {train.images.shape[1]}px, "
         f"{len(labels)} classes, {len(train)} train images, {settings.epochs} epochs"
     )
     return fit(

@@ -64,7 +64,7 @@ class TaskDefaults:
     """The settings `edgeops run --data` uses for this task when params.yaml has none."""
 
     model: str
-    image_size: int
+    image_size: int | str  # a size, or "auto": `input_size` picks it from the dataset
     epochs: int
     batch_size: int
     lr: float
@@ -101,6 +101,12 @@ class VisionTask:
     ) -> tuple[Split, list[str]]:
         """Decode the items at the model input size; returns the split and a 'path (reason)' per bad file."""
         raise NotImplementedError
+
+    def input_size(self, dataset: Dataset) -> int:
+        """The model input size for `image_size: auto`, from the dataset (e.g. its image sizes)."""
+        from edgeops.errors import EdgeopsError
+
+        raise EdgeopsError(f"image_size: auto is not supported for {self.name}: set a number of pixels")
 
     def describe_split(self, dataset: Dataset, indices: list[int]) -> list[list[Any]]:
         """What the manifest records per item (paths and labels), so a split can be audited."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 MAX_DETECTIONS = 100  # K: rows of the IR's `boxes` output (COCO evaluates up to 100 per image)
+AUTO_SIZE_RANGE = (128, 320)  # image_size: auto stays within these (pixels)
 SCORE_THRESHOLD = 0.3  # what serving shows by default; mAP uses every box with a score above 0
 
 
@@ -26,7 +27,7 @@ class DetectionTask(VisionTask):
     metric = "mAP"  # COCO mAP@[.5:.95]
     per_class_metric = "AP"
     models = ("centernet", "centernet_small")
-    defaults = TaskDefaults(model="centernet", image_size=256, epochs=40, batch_size=8, lr=3e-3)
+    defaults = TaskDefaults(model="centernet", image_size="auto", epochs=40, batch_size=8, lr=3e-3)
     model_api_type = "ssd"  # Model API's SSD wrapper reads `boxes` [1,K,5] + `labels` [1,K]
     output_names = ("boxes", "labels")
 
@@ -67,6 +68,15 @@ class DetectionTask(VisionTask):
             if progress and (i + 1) % 200 == 0:
                 progress(i + 1, len(samples))
         return Split(images, targets), bad
+
+    def input_size(self, dataset: Dataset) -> int:
+        """The median longest image side, rounded up to a multiple of 32 (the network's coarsest stride),
+        within AUTO_SIZE_RANGE: small tiles are not upscaled (4x the compute for no new pixels), large
+        photos are capped for CPU speed (set a number to go beyond)."""
+        sides = sorted(max(sample.size) for sample in dataset.items)
+        median = sides[len(sides) // 2]
+        low, high = AUTO_SIZE_RANGE
+        return int(min(high, max(low, -(-median // 32) * 32)))
 
     def describe_split(self, dataset: Dataset, indices: list[int]) -> list[list[Any]]:
         return [[dataset.items[i].path.as_posix(), len(dataset.items[i].boxes)] for i in indices]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -24,7 +25,8 @@ def make_detection_demo(out_dir: str | Path, seed: int = 0, count: int = 72) -> 
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for i in range(count):
         width, height = (int(v) for v in rng.choice([192, 224, 256, 288], size=2))
         image = _texture(rng, width, height)
@@ -51,7 +53,10 @@ def make_detection_demo(out_dir: str | Path, seed: int = 0, count: int = 72) -> 
         noisy = np.asarray(image, np.float32) + rng.normal(0, 8, size=(height, width, 3))
         image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
         name = f"{i:03d}.jpg" if i % 3 == 0 else f"{i:03d}.png"
-        image.save(tmp / "images" / name, **({"quality": 92} if name.endswith(".jpg") else {}))
+        if name.endswith(".jpg"):
+            image.save(tmp / "images" / name, quality=92)
+        else:
+            image.save(tmp / "images" / name)
         images.append({"id": i + 1, "file_name": name, "width": width, "height": height})
     coco = {"images": images, "annotations": annotations, "categories": CATEGORIES}
     (tmp / "annotations.json").write_text(json.dumps(coco, indent=1))
