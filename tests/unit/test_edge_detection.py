@@ -148,5 +148,7 @@ def test_edge_predict_and_edgeops_predict_agree_and_draw(agent_dir: Path, tmp_pa
     assert drawn.shape == (320, 640, 3)
     x0, y0, x1, y1 = (int(v) for v in DEBRIS_BOX)
     assert (drawn[y0 + 20, x0] != 90).any() and (drawn[y0 + 20, (x0 + x1) // 2] == 90).all()  # an outline
-    plain = runner.invoke(app, ["predict", str(image), "--model", str(agent_dir / "current")])
+    plain = runner.invoke(
+        app, ["predict", str(image), "--model", str(agent_dir / "current"), "--out", str(tmp_path / "p")]
+    )
     assert "1 boxes: 1 debris" in plain.output
