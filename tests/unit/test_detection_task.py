@@ -89,3 +89,12 @@ def test_auto_input_size_follows_the_images_without_upscaling_or_huge_inputs() -
     assert TASK.input_size(dataset_of([(100, 60)] * 3)) == 128  # never below the minimum
     assert TASK.input_size(dataset_of([(200, 150), (250, 240), (230, 100)])) == 256  # median 230 -> 256
     assert TASK.input_size(dataset_of([(1920, 1080)] * 4)) == 320  # capped for CPU speed
+
+
+def test_the_task_lists_the_zoo_the_models_module_builds() -> None:
+    from edgeops.vision.detection.models import MODELS, build_model
+
+    assert TASK.models == MODELS and TASK.defaults.model == MODELS[0]
+    for name in MODELS:
+        raw = build_model(name, 2).eval()(torch.zeros(1, 3, 64, 64))
+        assert raw.shape == (1, 2 + 4, 16, 16)

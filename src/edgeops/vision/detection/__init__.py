@@ -26,7 +26,7 @@ class DetectionTask(VisionTask):
     name = "detection"
     metric = "mAP"  # COCO mAP@[.5:.95]
     per_class_metric = "AP"
-    models = ("centernet", "centernet_small")
+    models = ("centernet", "centernet_small", "centernet_wide")  # models.MODELS (that module imports torch)
     defaults = TaskDefaults(model="centernet", image_size="auto", epochs=40, batch_size=8, lr=3e-3)
     model_api_type = "ssd"  # Model API's SSD wrapper reads `boxes` [1,K,5] + `labels` [1,K]
     output_names = ("boxes", "labels")
