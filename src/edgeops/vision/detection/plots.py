@@ -45,15 +45,19 @@ def boxes_grid(
         image = Image.fromarray(split.images[i]).resize((cell, cell), Image.Resampling.BILINEAR)
         truth = split.targets[i]
         truth = truth[truth[:, CLASS] >= 0]
+        named = len(labels) > 1  # one class: the boxes say enough, label text would only clutter
         shown = draw_boxes(
-            image, [(list(r[:4] * scale), labels[int(r[CLASS])], None) for r in truth], labels, TRUE_COLOUR
+            image,
+            [(list(r[:4] * scale), labels[int(r[CLASS])] if named else None, None) for r in truth],
+            labels,
+            TRUE_COLOUR,
         )
         predicted = predictions[i]
         predicted = predicted[(predicted[:, 4] > 0) & (predicted[:, 4] >= threshold)]
         shown = draw_boxes(
             shown,
             [
-                (list(r[:4] * scale), labels[int(r[5])], float(r[4]))
+                (list(r[:4] * scale), labels[int(r[5])] if named else None, float(r[4]))
                 for r in predicted
                 if 0 <= int(r[5]) < len(labels)
             ],

@@ -43,18 +43,20 @@ def boxes_in_original_pixels(
 
 def draw_boxes(
     image: Image.Image,
-    boxes: list[tuple[list[float], str, float | None]],
+    boxes: list[tuple[list[float], str | None, float | None]],
     labels: list[str],
     colour: str | None = None,
     width: int = 2,
 ) -> Image.Image:
-    """A copy of `image` with (box, label, score or None) drawn; colour per class unless given."""
+    """A copy of `image` with (box, label or None, score or None) drawn, with the label and score that are
+    given as text; colour per class unless given."""
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     for box, label, score in boxes:
         index = labels.index(label) if label in labels else 0
         fill = colour or COLOURS[index % len(COLOURS)]
         draw.rectangle([float(v) for v in box], outline=fill, width=width)
-        text = label if score is None else f"{label} {score:.2f}"
-        draw.text((float(box[0]) + 2, max(0.0, float(box[1]) - 11)), text, fill=fill)
+        text = " ".join(part for part in (label, None if score is None else f"{score:.2f}") if part)
+        if text:
+            draw.text((float(box[0]) + 2, max(0.0, float(box[1]) - 11)), text, fill=fill)
     return out
