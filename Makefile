@@ -12,7 +12,7 @@ export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup run run-segmentation test test-unit lint format bench ui repro clean
+.PHONY: help setup run run-segmentation run-detection test test-unit lint format bench ui repro clean
 .DEFAULT_GOAL := help
 
 help: ## show this help
@@ -55,7 +55,7 @@ format: setup ## apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix src tasks flows tests bench
 	$(BIN)/ruff format src tasks flows tests bench
 
-bench: setup ## benchmark resnet18, mobilenet_v3_small, the segmentation U-Net (FP32 f32 + default, FP16, INT8) -> bench/results.json
+bench: setup ## benchmark resnet18, mobilenet_v3_small, the segmentation U-Net, the detector, SSDLite (FP32 f32 + default, FP16, INT8) -> bench/results.json
 	$(PY) bench/run.py --with-bare
 
 ui: setup ## MLflow UI on http://127.0.0.1:5000 for the embedded store

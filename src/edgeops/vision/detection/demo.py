@@ -19,7 +19,7 @@ from edgeops.vision.segmentation.demo import _draw_shape, _shade, _texture
 CATEGORIES = [{"id": 1, "name": "circle"}, {"id": 3, "name": "square"}, {"id": 7, "name": "triangle"}]
 
 
-def make_detection_demo(out_dir: str | Path, seed: int = 0, count: int = 72) -> Path:
+def make_detection_demo(out_dir: str | Path, seed: int = 0, count: int = 48) -> Path:
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -28,7 +28,8 @@ def make_detection_demo(out_dir: str | Path, seed: int = 0, count: int = 72) -> 
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for i in range(count):
-        width, height = (int(v) for v in rng.choice([192, 224, 256, 288], size=2))
+        # small images: image_size auto picks 160 px, so the demo trains in about a minute on 2 cores
+        width, height = (int(v) for v in rng.choice([128, 144, 160], size=2))
         image = _texture(rng, width, height)
         draw = ImageDraw.Draw(image)
         scratch = ImageDraw.Draw(Image.new("L", (width, height)))  # _draw_shape also draws a mask
