@@ -100,11 +100,9 @@ class EdgeModel:
                 f"v{self.version} produced non-finite scores (NaN/inf): the model is broken, "
                 "roll back with `edgeops edge rollback`"
             )
-        labels = (
-            self.labels or [str(i) for i in range(int(np.shape(raw)[1]))]
-            if not isinstance(raw, tuple)
-            else self.labels
-        )
+        labels = self.labels
+        if not labels and not isinstance(raw, tuple):  # a model.json without labels: name classes by index
+            labels = [str(i) for i in range(int(raw.shape[1]))]
         answer = self.task.answer(
             raw, (self.width, self.height), original_size, labels, options or AnswerOptions()
         )
