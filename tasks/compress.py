@@ -18,7 +18,7 @@ from edgeops.pipeline import compress
 from edgeops.pipeline.export import write_model_dir
 from edgeops.pipeline.prepare import load_split, read_manifest
 from edgeops.pipeline.train import load_checkpoint, seed_everything
-from edgeops.runtime import compile_model, predict_all
+from edgeops.runtime import compile_model, core, predict_all
 from edgeops.vision import get_task
 
 
@@ -68,8 +68,11 @@ def main() -> None:
         (out / "FAILED.json").write_text(json.dumps(failure, indent=2))
         return
     seconds = time.perf_counter() - start
-    test = load_split(PREPARED, "test")
+    test, val = load_split(PREPARED, "test"), load_split(PREPARED, "val")
     task = get_task(manifest["task"])
+    # serving defaults (detection: the score threshold) are chosen on val, never on test
+    val_predicted = predict_all(core().compile_model(result.model, "CPU"), val.images, task.decode_output)
+    serving = task.serving_defaults(task.score(val_predicted, val, manifest["classes"]))
 
     def test_metric(folder):
         predicted = predict_all(compile_model(folder), test.images, task.decode_output)
@@ -84,6 +87,7 @@ def main() -> None:
             "precision": result.precision,
             "labels": manifest["classes"],
             "compression": {**result.details, "seconds": seconds},
+            "serving": serving,
             "dataset_fingerprint": manifest["fingerprint"],
             "git_commit": git_commit(),
         },

@@ -258,6 +258,7 @@ def predict(
 
         options = AnswerOptions(top_k=top_k, score_threshold=score_threshold, max_boxes=max_boxes)
         contract = read_model_json(model)
+        options = options.filled(contract.get("output", {}).get("serving", {}))
         task, labels = get_task(contract["task"]), contract["labels"]
         _, height, width, _ = contract["input"]["shape"]
         compiled = compile_model(model)

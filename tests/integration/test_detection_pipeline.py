@@ -143,6 +143,7 @@ def test_selected_ir_scores_the_same_through_plain_openvino(det_run: dict) -> No
     selected = project / "models" / "selected"
     contract = read_model_json(selected)
     assert contract["task"] == "detection" and contract["output"]["names"] == ["boxes", "labels"]
+    assert 0.0 < contract["output"]["serving"]["score_threshold"] < 1.0  # chosen on val for the best F1
     manifest = json.loads((project / "data" / "prepared" / "manifest.json").read_text())
     reported = json.loads((project / "metrics" / "variants" / f"{contract['variant']}.json").read_text())
     test_files = [row[0] for row in manifest["splits"]["test"]]

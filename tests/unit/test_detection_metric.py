@@ -85,3 +85,16 @@ def test_task_score_decodes_ir_outputs_and_keeps_curves_out_of_the_numbers() -> 
         rows, Split(np.zeros((1, 64, 64, 3), np.uint8), targets([(10, 10, 30, 30, 0, 0)])), LABELS
     )
     assert metrics["mAP"] == pytest.approx(1.0) and "pr_curve" not in metrics
+
+
+def test_the_best_f1_threshold_keeps_true_boxes_and_drops_the_false_one() -> None:
+    scored = predictions(
+        [(10, 10, 30, 30, 0.9, 0), (40, 40, 60, 70, 0.8, 1), (70, 70, 90, 90, 0.5, 0)],  # the last is false
+        [(5, 5, 25, 20, 0.7, 0)],
+    )
+    metrics = detection_metrics(scored, TRUTH, LABELS)
+    assert metrics["f1_50"] == pytest.approx(1.0)
+    # cell: all found at score >= 0.7 (the false 0.5 box would cost precision); debris at 0.8; median 0.75
+    assert metrics["f1_score_threshold"] == pytest.approx(0.75)
+    assert TASK.serving_defaults(metrics) == {"score_threshold": 0.75}
+    assert TASK.serving_defaults({"f1_score_threshold": None}) == {"score_threshold": 0.3}  # nothing found

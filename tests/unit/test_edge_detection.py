@@ -43,10 +43,12 @@ class FixedDetections(torch.nn.Module):
         return self.raw + 0 * x.mean()
 
 
-def build_detection_ir(folder: Path) -> Path:
+def build_detection_ir(folder: Path, serving: dict | None = None) -> Path:
     from edgeops.pipeline.export import float_ir, write_model_dir
 
     meta = {"task": "detection", "variant": "fp32", "precision": "FP32", "labels": LABELS}
+    if serving is not None:  # as the compress stage writes it, chosen on val
+        meta["serving"] = serving
     write_model_dir(float_ir(FixedDetections(), TASK, SIZE), folder, meta)
     return folder
 
@@ -152,3 +154,32 @@ def test_edge_predict_and_edgeops_predict_agree_and_draw(agent_dir: Path, tmp_pa
         app, ["predict", str(image), "--model", str(agent_dir / "current"), "--out", str(tmp_path / "p")]
     )
     assert "1 boxes: 1 debris" in plain.output
+
+
+def test_the_models_own_threshold_is_the_default_everywhere(tmp_path: Path) -> None:
+    """model.json output.serving (chosen on val by the compress stage) sets the default threshold of the
+    server, `edge predict`, `edgeops predict` and Model API; a query still overrides it."""
+    import openvino as ov
+
+    folder = build_detection_ir(tmp_path / "m", serving={"score_threshold": 0.2})
+    contract = json.loads((folder / "model.json").read_text())
+    assert contract["output"]["serving"] == {"score_threshold": 0.2}
+    ir = ov.Core().read_model(folder / "model.xml")
+    assert float(ir.get_rt_info(["model_info", "confidence_threshold"]).astype(str)) == pytest.approx(0.2)
+    store = open_target(f"file://{tmp_path}/target")
+    publish(folder, store, "det", "1", "production")
+    agent.sync(store, "det", "production", tmp_path / "agent")
+    with TestClient(create_app(tmp_path / "agent", poll_seconds=0.05)) as c:
+        upload = {"file": ("x.png", picture(), "image/png")}
+        assert [b["label"] for b in c.post("/predict", files=upload).json()["boxes"]] == ["debris", "cell"]
+        assert [b["label"] for b in c.post("/predict?score_threshold=0.5", files=upload).json()["boxes"]] == [
+            "debris"
+        ]
+    from edgeops.cli import app
+
+    image = tmp_path / "wide.png"
+    image.write_bytes(picture())
+    local = CliRunner().invoke(
+        app, ["predict", str(image), "--model", str(folder), "--json", "--out", str(tmp_path / "o")]
+    )
+    assert [b["label"] for b in json.loads(local.output.splitlines()[-1])["boxes"]] == ["debris", "cell"]

@@ -103,9 +103,8 @@ class EdgeModel:
         labels = self.labels
         if not labels and not isinstance(raw, tuple):  # a model.json without labels: name classes by index
             labels = [str(i) for i in range(int(raw.shape[1]))]
-        answer = self.task.answer(
-            raw, (self.width, self.height), original_size, labels, options or AnswerOptions()
-        )
+        options = (options or AnswerOptions()).filled(self.meta.get("output", {}).get("serving", {}))
+        answer = self.task.answer(raw, (self.width, self.height), original_size, labels, options)
         return {"version": self.version, **answer}
 
 

@@ -96,7 +96,7 @@ def with_preprocessing(model: ov.Model) -> ov.Model:
     return built
 
 
-def set_model_info(model: ov.Model, task: VisionTask, labels: list[str]) -> None:
+def set_model_info(model: ov.Model, task: VisionTask, labels: list[str], serving: dict | None = None) -> None:
     """OpenVINO Model API metadata (rt_info model_info), so Model API wrappers can load the IR.
 
     Our input already takes u8 NHWC RGB and normalizes inside, so the Model API must not do it again:
@@ -110,7 +110,7 @@ def set_model_info(model: ov.Model, task: VisionTask, labels: list[str]) -> None
         "scale_values": "1 1 1",
         "reverse_input_channels": "False",
         "resize_type": "standard",
-        **task.model_info(labels),
+        **task.model_info(labels, serving or {}),
     }
     for key, value in info.items():
         model.set_rt_info(value, ["model_info", key])
@@ -128,8 +128,9 @@ def write_model_dir(
     `measure(folder)` runs on the saved IR before model.json is written: its result joins `metrics`."""
     task = get_task(meta["task"])
     labels = meta["labels"]
+    serving = meta.get("serving", {})  # AnswerOptions defaults chosen on val (task.serving_defaults)
     name_outputs(model, task)
-    set_model_info(model, task, labels)
+    set_model_info(model, task, labels, serving)
     with replaced_dir(out_dir) as tmp:
         ov.save_model(model, tmp / "model.xml", compress_to_fp16=compress_to_fp16)
         metrics = dict(meta.get("metrics", {}))
@@ -150,7 +151,7 @@ def write_model_dir(
                 "color": "RGB",
                 "resize": "bilinear, done by the caller (PIL Image.resize)",
             },
-            "output": task.output_contract(labels, (shape[2], shape[1])),
+            "output": {**task.output_contract(labels, (shape[2], shape[1])), "serving": serving},
             "metric": task.metric,
             "metrics": metrics,
             "compression": meta.get("compression", {}),

@@ -8,7 +8,7 @@ augmentation) are imported lazily inside the methods that need them."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -57,6 +57,13 @@ class AnswerOptions:
     top_k: int = 5  # classification: how many labels
     score_threshold: float | None = None  # detection: drop boxes below it (None = the model's own threshold)
     max_boxes: int | None = None  # detection: at most this many boxes, highest score first
+
+    def filled(self, serving: dict[str, Any]) -> AnswerOptions:
+        """These options, with the model's serving defaults (model.json output.serving) where unset."""
+        unset = {
+            k: v for k, v in serving.items() if k in self.__dataclass_fields__ and getattr(self, k) is None
+        }
+        return replace(self, **unset)
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,12 @@ class VisionTask:
         """model.json `output`: what the IR's output means, for an edge app."""
         raise NotImplementedError
 
-    def model_info(self, labels: list[str]) -> dict[str, str]:
+    def serving_defaults(self, val_metrics: dict[str, Any]) -> dict[str, Any]:
+        """AnswerOptions defaults a model ships with (model.json output.serving), chosen on the val split's
+        metrics of that very model (e.g. detection's score threshold)."""
+        return {}
+
+    def model_info(self, labels: list[str], serving: dict[str, Any]) -> dict[str, str]:
         """OpenVINO Model API metadata (rt_info model_info) beyond labels and model_type."""
         return {}
 

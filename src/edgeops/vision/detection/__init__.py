@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 MAX_DETECTIONS = 100  # K: rows of the IR's `boxes` output (COCO evaluates up to 100 per image)
 AUTO_SIZE_RANGE = (128, 320)  # image_size: auto stays within these (pixels)
-SCORE_THRESHOLD = 0.3  # what serving shows by default; mAP uses every box with a score above 0
+SCORE_THRESHOLD = 0.3  # serving's threshold when the val split cannot choose one; mAP uses every box
 
 
 class DetectionTask(VisionTask):
@@ -125,16 +125,21 @@ class DetectionTask(VisionTask):
             "shape": [1, MAX_DETECTIONS, 5],
             "labels_shape": [1, MAX_DETECTIONS],
             "classes": len(labels),
-            "score_threshold": SCORE_THRESHOLD,
             "decode": "boxes rows are x0, y0, x1, y1, score in input pixels, best first; rows with score 0 "
             "are empty; labels = index into labels per row. Scale x by original_width / input_width and "
             "y by original_height / input_height for the original image; keep rows with score >= "
-            "score_threshold for display (mAP uses every row with score > 0). Already de-duplicated (peak "
-            "decoding): no NMS needed.",
+            "serving.score_threshold for display (chosen for the best F1 on the val split; mAP uses every "
+            "row with score > 0). Already de-duplicated (peak decoding): no NMS needed.",
         }
 
-    def model_info(self, labels: list[str]) -> dict[str, str]:
-        return {"confidence_threshold": str(SCORE_THRESHOLD), "iou_threshold": "1.0"}
+    def serving_defaults(self, val_metrics: dict[str, Any]) -> dict[str, Any]:
+        """The score threshold with the best F1 at IoU .5 on the val split (median over classes)."""
+        chosen = val_metrics.get("f1_score_threshold")
+        return {"score_threshold": round(float(chosen), 4) if chosen is not None else SCORE_THRESHOLD}
+
+    def model_info(self, labels: list[str], serving: dict[str, Any]) -> dict[str, str]:
+        threshold = serving.get("score_threshold", SCORE_THRESHOLD)
+        return {"confidence_threshold": str(threshold), "iou_threshold": "1.0"}
 
     def answer(
         self,
@@ -144,7 +149,9 @@ class DetectionTask(VisionTask):
         labels: list[str],
         options: AnswerOptions,
     ) -> dict[str, Any]:
-        threshold = SCORE_THRESHOLD if options.score_threshold is None else options.score_threshold
+        threshold = (
+            SCORE_THRESHOLD if options.score_threshold is None else options.score_threshold
+        )  # no model.json
         boxes = boxes_in_original_pixels(
             self.decode_output(raw)[0], input_size, original_size, labels, threshold, options.max_boxes
         )

@@ -77,6 +77,8 @@ def detection_metrics(predictions: np.ndarray, targets: np.ndarray, labels: list
         "mAP": 0.0,
         "mAP50": 0.0,
         "mAP75": 0.0,
+        "f1_50": 0.0,  # the best F1 at IoU .5 over score thresholds (median over classes) ...
+        "f1_score_threshold": None,  # ... and the score threshold that reaches it
         "n": int(len(targets)),
         "boxes": int((targets[..., CLASS] >= 0).sum()),
         "per_class": {label: (0.0 if i in present else None) for i, label in enumerate(labels)},
@@ -103,6 +105,17 @@ def detection_metrics(predictions: np.ndarray, targets: np.ndarray, labels: list
             float(per_class[per_class > -1].mean()) if (per_class > -1).any() else 0.0
         )
         result["per_class_recall"][labels[k]] = float(max(recall[0, k, 0, -1], 0.0))
+    best_f1, thresholds = [], []
+    recall_points = np.asarray(evaluation.params.recThrs)
+    for k in present:
+        p, s = precision[0, :, k, 0, -1], evaluation.eval["scores"][0, :, k, 0, -1]
+        f1 = np.where(p > 0, 2 * p * recall_points / np.maximum(p + recall_points, 1e-9), 0.0)
+        best = int(np.argmax(f1))
+        best_f1.append(float(f1[best]))
+        if f1[best] > 0:
+            thresholds.append(float(s[best]))
+    result["f1_50"] = float(np.median(best_f1))
+    result["f1_score_threshold"] = float(np.median(thresholds)) if thresholds else None
     curve = precision[0, :, present, 0, -1]  # (classes present, recall points) at IoU .5
     result["pr_curve"]["precision"] = np.where(curve > -1, curve, 0).mean(0).round(4).tolist()
     return result

@@ -129,7 +129,7 @@ class SegmentationTask(VisionTask):
             "resize that label map NEAREST to the original image",
         }
 
-    def model_info(self, labels: list[str]) -> dict[str, str]:
+    def model_info(self, labels: list[str], serving: dict[str, Any]) -> dict[str, str]:
         return {"return_soft_prediction": "False"}
 
     def answer(
