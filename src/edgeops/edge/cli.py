@@ -133,9 +133,10 @@ def predict(
     dir: DirOpt,
     top_k: Annotated[int, typer.Option(help="classification: labels per image")] = 3,
     score_threshold: Annotated[
-        float | None, typer.Option(help="detection: drop boxes below this score (default: the model's)")
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="detection: drop boxes below this score (default: the model's)"),
     ] = None,
-    max_boxes: Annotated[int | None, typer.Option(help="detection: at most this many boxes")] = None,
+    max_boxes: Annotated[int | None, typer.Option(min=1, help="detection: at most this many boxes")] = None,
     out: Annotated[
         Path | None, typer.Option(help="write the task's pictures here (mask + overlay, annotated boxes)")
     ] = None,
