@@ -37,6 +37,9 @@ def test_ctrl_c_stops_everything_with_one_line(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, like a terminal's foreground job
+        # as in a terminal: Ctrl-C not ignored, even when the test suite itself was started in the
+        # background by a non-interactive shell (which ignores SIGINT for its `&` jobs)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (tmp_path / "started").exists():
