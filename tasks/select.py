@@ -8,8 +8,38 @@ from edgeops.errors import EdgeopsError
 from edgeops.paths import PARETO_PLOT, PREPARED, REPORT, SELECTION, SUMMARY, variant_metrics, variant_pictures
 from edgeops.pipeline.prepare import read_manifest
 from edgeops.pipeline.report import markdown, pareto_plot, speedup
-from edgeops.pipeline.selection import candidates, choose, pareto_front
+from edgeops.pipeline.selection import LATENCY_HINT, Candidate, candidates, choose, pareto_front
 from edgeops.vision import get_task
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits) + 0.0  # + 0.0: no "-0.0" in the file
+
+
+def headline(metric: str, cands: list[Candidate], chosen: Candidate | None) -> dict:
+    """metrics/summary.json, the one DVC metrics file of the variants: the headline numbers only.
+
+    DVC flattens it to `selected`, `metric`, `<variant>.score`, `.drop`, `.p50_default_ms`, `.size_mb`,
+    so `dvc exp show` stays narrow and `dvc metrics diff` reads like a summary. Per-class breakdowns,
+    benchmark details and hardware stay in metrics/variants/<variant>.json (stage outputs, not DVC
+    metrics) and reports/compression.md. score = the task's primary metric (`metric`); drop = fp32's
+    score minus this one (positive = worse); p50_default_ms = batch-1 p50 latency in ms with the
+    runtime's default precision hint (what an edge device gets; bf16 where the CPU has it).
+    A variant whose compression failed is `{"failed": true}`; no variant passing the gates: `selected`
+    is null (DVC then shows no value).
+    """
+    variants: dict[str, dict] = {}
+    for c in cands:
+        if c.score is None:
+            variants[c.variant] = {"failed": True}
+            continue
+        variants[c.variant] = {
+            "score": _round(c.score, 5),
+            "drop": _round(c.score_drop, 5),
+            f"p50_{LATENCY_HINT}_ms": _round(c.latency_ms, 4),  # p50_default_ms
+            "size_mb": _round(c.size_mb, 4),
+        }
+    return {"selected": chosen.variant if chosen else None, "metric": metric, **variants}
 
 
 def main() -> None:
@@ -53,14 +83,8 @@ def main() -> None:
         },
     }
     SELECTION.write_text(json.dumps(selection, indent=2))
-    summary = {
-        "selected": chosen.variant if chosen else None,
-        "metric": task.metric,
-        **{f"{c.variant}.score": c.score for c in cands if c.score is not None},
-        **{f"{c.variant}.latency_ms_p50": c.latency_ms for c in cands if c.latency_ms is not None},
-    }
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    SUMMARY.write_text(json.dumps(summary, indent=2))
+    SUMMARY.write_text(json.dumps(headline(task.metric, cands, chosen), indent=2))
     for c in cands:
         log(f"select: {c.variant:<11} {'pass' if c.passed else 'FAIL: ' + '; '.join(c.failures)}")
     if chosen is None:
