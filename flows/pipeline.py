@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -20,6 +21,7 @@ from edgeops.errors import EdgeopsError
 from edgeops.orchestration.dvc_worker import DvcWorker
 from edgeops.orchestration.dvcgraph import stage_order
 from edgeops.orchestration.prefect_local import TemporaryServer
+from edgeops.registry import live
 
 TIMINGS = Path("reports/pipeline_timing.json")
 STAGE_LOG = Path("reports/pipeline_timing.jsonl")  # each stage appends its own time (edgeops.console)
@@ -84,12 +86,39 @@ def pipeline(project_dir: str = ".") -> dict:
     stages = stage_order(".")
     # dvc.yaml says `python`: make it this environment's interpreter even if the venv is not activated
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "PATH": path, "EDGEOPS_TIMINGS": str(STAGE_LOG.resolve())}
-    with DvcWorker(Path.cwd(), env) as worker:
-        task_seconds = {stage: run_stage(stage, worker) for stage in stages}
+    env = {
+        **os.environ,
+        "PATH": path,
+        "EDGEOPS_TIMINGS": str(STAGE_LOG.resolve()),
+        # every stage of this flow run logs into one MLflow run, which starts when this command did
+        live.PIPELINE_ID_ENV: uuid.uuid4().hex,
+        live.PIPELINE_START_ENV: os.environ.get(live.PIPELINE_START_ENV)
+        or str(time.time() - process_seconds()),
+    }
+    status = "FAILED"
+    try:
+        with DvcWorker(Path.cwd(), env) as worker:
+            task_seconds = {stage: run_stage(stage, worker) for stage in stages}
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        end_mlflow_run(env[live.PIPELINE_ID_ENV], status)
     summary = timing_summary(time.perf_counter() - wall_start, task_seconds)
     TIMINGS.write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def end_mlflow_run(pipeline_id: str, status: str) -> None:
+    """End the pipeline's MLflow run if a stage started it and `register` did not end it (nothing to
+    register, or a stage failed)."""
+    state = live.read_state()
+    if state is not None and state.get("owner") == pipeline_id:
+        try:
+            live.end_pipeline_run(status, state=state)
+        except Exception as e:  # the run stays RUNNING; the next pipeline run closes it as FAILED
+            get_run_logger().warning(f"could not end the MLflow run {state['run_id']}: {e}")
 
 
 def timing_summary(wall: float, task_seconds: dict[str, float]) -> dict:

@@ -9,6 +9,7 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 
 from edgeops.config import load_params
 from edgeops.console import git_commit, log, run_main
@@ -18,15 +19,14 @@ from edgeops.pipeline import compress
 from edgeops.pipeline.export import write_model_dir
 from edgeops.pipeline.prepare import load_split, read_manifest
 from edgeops.pipeline.train import load_checkpoint, seed_everything
+from edgeops.registry import live
 from edgeops.runtime import compile_model, core, predict_all
 from edgeops.vision import get_task
 
 
-def build(variant: str) -> compress.Compressed:
+def build(variant: str, on_epoch: Callable[[dict], None] | None = None) -> compress.Compressed:
     params = load_params()
     settings = getattr(params.compress.variants, variant)
-    if settings is None:
-        raise EdgeopsError(f"variant {variant!r} is not enabled under compress.variants in params.yaml")
     model, meta = load_checkpoint(CHECKPOINT)
     task, labels = get_task(meta["task"]), meta["classes"]
     size, seed, batch_size = meta["image_size"], params.seed, params.settings.batch_size
@@ -42,19 +42,27 @@ def build(variant: str) -> compress.Compressed:
     if variant == "ptq_ac":
         return compress.ptq_ac(model, size, train, val, settings, seed, log, task, labels)
     if variant == "qat":
-        return compress.qat(model, size, train, val, settings, seed, log, task, labels, batch_size)
+        return compress.qat(model, size, train, val, settings, seed, log, task, labels, batch_size, on_epoch)
     if variant == "prune_int8":
-        return compress.prune_int8(model, size, train, val, settings, seed, log, task, labels, batch_size)
+        return compress.prune_int8(
+            model, size, train, val, settings, seed, log, task, labels, batch_size, on_epoch
+        )
     raise EdgeopsError(f"unknown variant {variant!r}")
 
 
 def main() -> None:
     variant = sys.argv[1]
+    params = load_params()
+    settings = getattr(params.compress.variants, variant)
+    if settings is None:
+        raise EdgeopsError(f"variant {variant!r} is not enabled under compress.variants in params.yaml")
     manifest = read_manifest(PREPARED)
     out = variant_dir(variant)
+    pipeline_run = live.open_pipeline_run(params)
+    run = live.variant_run(pipeline_run, variant, settings.model_dump())
     start = time.perf_counter()
-    try:
-        result = build(variant)
+    try:  # QAT / pruning fine-tuning curves go live into the variant's run
+        result = build(variant, live.epoch_logger(run, get_task(manifest["task"]).metric, "finetune_"))
     except EdgeopsError:
         raise
     except Exception as e:
@@ -66,6 +74,7 @@ def main() -> None:
         out.mkdir(parents=True)
         failure = {"variant": variant, "error": reason, "traceback": traceback.format_exc()}
         (out / "FAILED.json").write_text(json.dumps(failure, indent=2))
+        run.set_tags({"status": "failed", "error": reason})
         return
     seconds = time.perf_counter() - start
     test, val = load_split(PREPARED, "test"), load_split(PREPARED, "val")
@@ -78,6 +87,7 @@ def main() -> None:
         predicted = predict_all(compile_model(folder), test.images, task.decode_output)
         return {task.metric: task.score(predicted, test, manifest["classes"])[task.metric], "split": "test"}
 
+    run.log_metrics({"compress_seconds": seconds})
     contract = write_model_dir(
         result.model,
         out,

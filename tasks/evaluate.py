@@ -1,5 +1,6 @@
 """Stage `evaluate@<variant>`: the task's metric through the OpenVINO runtime, then latency/throughput/size,
-and the task's pictures of the test results."""
+and the task's pictures of the test results; all of it, with the IR as an MLflow model, into the
+variant's run of the pipeline's MLflow run."""
 
 import json
 import shutil
@@ -12,6 +13,8 @@ from edgeops.paths import PREPARED, variant_dir, variant_metrics, variant_pictur
 from edgeops.pipeline.benchmark import benchmark_model_dir
 from edgeops.pipeline.evaluate import evaluate_model_dir
 from edgeops.pipeline.prepare import load_split, read_manifest
+from edgeops.registry import live
+from edgeops.registry.tracking import log_variant
 from edgeops.runtime import cpu_info
 from edgeops.vision import get_task
 
@@ -25,12 +28,15 @@ def main() -> None:
     pictures = variant_pictures(variant)
     shutil.rmtree(pictures, ignore_errors=True)
     pictures.mkdir(parents=True)
+    pipeline_run = live.open_pipeline_run(params)
+    run = live.variant_run(pipeline_run, variant, getattr(params.compress.variants, variant).model_dump())
     failed = model_dir / "FAILED.json"
     if failed.exists():
         failure = json.loads(failed.read_text())
-        out.write_text(
-            json.dumps({"variant": variant, "status": "failed", "error": failure["error"]}, indent=2)
-        )
+        text = json.dumps({"variant": variant, "status": "failed", "error": failure["error"]}, indent=2)
+        log_variant(run, json.loads(text), text, model_dir, pictures, None, pipeline_run.run_id)
+        live.finish_variant_run(run, "FAILED")
+        out.write_text(text)
         log(f"evaluate@{variant}: skipped, compression failed: {failure['error']}")
         return
     contract = read_model_json(model_dir)
@@ -61,7 +67,10 @@ def main() -> None:
         "hardware": cpu_info(),
     }
     task.pictures(result, predicted, test, labels, pictures)
-    out.write_text(json.dumps(result, indent=2))
+    text = json.dumps(result, indent=2)
+    log_variant(run, result, text, model_dir, pictures, test.images[:1], pipeline_run.run_id)
+    live.finish_variant_run(run)
+    out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Stage `register`: log the pipeline run to MLflow and register the selected variant's IR.
+"""Stage `register`: finish the pipeline's MLflow run and register the selected variant's MLflow model.
 
-Writes models/selected/ (the chosen IR, its model.json carrying the MLflow lineage) and
-reports/registration.json."""
+The variant runs were logged by their evaluate stages (in this pipeline run or an earlier one, when DVC
+kept that variant): the one to register is found by the sha256 of its evaluation file. Writes
+models/selected/ (the chosen IR, its model.json carrying the MLflow lineage) and reports/registration.json."""
 
 import json
 import shutil
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from edgeops.config import load_params
+from edgeops.config import Params, load_params
 from edgeops.console import git_commit, log, run_main
 from edgeops.errors import EdgeopsError
+from edgeops.files import sha256_bytes, sha256_file
 from edgeops.paths import (
     PARETO_PLOT,
     PREPARED,
@@ -20,15 +22,15 @@ from edgeops.paths import (
     REPORT,
     SELECTED,
     SELECTION,
-    TRAIN_HISTORY,
+    SUMMARY,
     variant_dir,
     variant_metrics,
     variant_pictures,
 )
-from edgeops.pipeline.prepare import read_manifest
+from edgeops.pipeline.prepare import load_split, read_manifest
+from edgeops.registry import live
 from edgeops.registry import tracking as registry
-
-ROOT = Path(".").resolve()
+from edgeops.registry.descriptions import model_description, version_description
 
 
 def data_dvc_hash(data_path: str) -> str | None:
@@ -43,90 +45,119 @@ def data_dvc_hash(data_path: str) -> str | None:
     return None
 
 
-def main() -> None:
-    import mlflow
+def chosen_variant_run(
+    pipeline_run: live.LiveRun, params: Params, variant: str, evaluation_text: str
+) -> tuple[str, str, str]:
+    """(variant run id, its parent run id, MLflow model URI) of the evaluation that selection read.
 
+    Logged by evaluate, in this pipeline run or an earlier one; if the tracking store lost it (e.g. a
+    fresh store with DVC's cache), it is logged now into this pipeline run."""
+    sha = sha256_bytes(evaluation_text.encode())
+    runs = registry.mlflow_call(
+        "looking up the selected variant's run",
+        lambda: pipeline_run.client.search_runs(
+            [pipeline_run.experiment_id],
+            filter_string=f"tags.variant = '{variant}' and tags.evaluation_sha256 = '{sha}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=5,
+        ),
+    )
+    for run in runs:
+        uri = run.data.tags.get("mlflow_model_uri")
+        if uri:
+            return run.info.run_id, run.data.tags.get("mlflow.parentRunId", ""), uri
+    settings = getattr(params.compress.variants, variant).model_dump()
+    run = live.variant_run(pipeline_run, variant, settings)
+    example = load_split(PREPARED, "test").images[:1]
+    uri = registry.log_variant(
+        run,
+        json.loads(evaluation_text),
+        evaluation_text,
+        variant_dir(variant),
+        variant_pictures(variant),
+        example,
+        pipeline_run.run_id,
+    )
+    live.finish_variant_run(run)
+    if uri is None:
+        raise EdgeopsError(
+            f"the selected variant {variant} has no model: rerun `dvc repro -f evaluate@{variant}`"
+        )
+    return run.run_id, pipeline_run.run_id, uri
+
+
+def main() -> None:
     params = load_params()
     manifest = read_manifest(PREPARED)
     selection = json.loads(SELECTION.read_text())
     chosen = selection["selected"]
     if not chosen:
         raise EdgeopsError("no variant was selected: see reports/compression.md")
-    results = {v: json.loads(variant_metrics(v).read_text()) for v in params.compress.variants.enabled()}
+    texts = {v: variant_metrics(v).read_text() for v in params.compress.variants.enabled()}
+    results = {v: json.loads(text) for v, text in texts.items()}
     metric = results["fp32"]["metric"]
     fp32_score = results["fp32"]["score"]
     model_name = params.model_name
-    commit = git_commit()
-    lineage_tags = {
-        "git_commit": commit or "unknown",
+    start = time.time()
+    pipeline_run = live.open_pipeline_run(params)
+    live.log_dataset(pipeline_run, manifest, params.data.path)
+    safe = registry.metric_safe(metric)
+    # the drop vs this run's FP32, on the variant runs this pipeline run logged
+    for variant, run_id in (live.read_state() or {}).get("variants", {}).items():
+        if results.get(variant, {}).get("status") == "ok":
+            drop = {f"{safe}_drop": fp32_score - results[variant]["score"]}
+            live.LiveRun(pipeline_run.client, run_id, pipeline_run.experiment_id).log_metrics(drop)
+    run_id, source_parent, model_uri = chosen_variant_run(pipeline_run, params, chosen, texts[chosen])
+    chosen_result = results[chosen]
+    lineage = {
+        "git_commit": git_commit() or "unknown",
         "dataset_fingerprint": manifest["fingerprint"],
         "data_dvc_md5": data_dvc_hash(params.data.path) or "unknown",
+        "dvc_lock_sha256": sha256_file("dvc.lock") if Path("dvc.lock").exists() else "unknown",
         "data_path": params.data.path,
+    }
+    tags = {
+        "variant": chosen,
+        "precision": chosen_result["precision"],
         "task": manifest["task"],
+        "metric": metric,
+        "score": f"{chosen_result['score']:.6f}",
+        "fp32_score": f"{fp32_score:.6f}",
+        "score_drop": f"{fp32_score - chosen_result['score']:.6f}",
+        "latency_ms_p50": f"{chosen_result['benchmark']['default']['latency_ms_p50']:.6f}",
+        "size_mb": f"{chosen_result['size_mb']:.6f}",
+        "dataset_fingerprint": manifest["fingerprint"],
+        "git_commit": lineage["git_commit"],
+        "dvc_lock_sha256": lineage["dvc_lock_sha256"],
+        "parent_run_id": source_parent,
     }
-    experiment_id = registry.connect(params.mlflow, ROOT)
-    start = time.time()
-    run_ids: dict[str, str] = {}
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"
-    ) as parent:
-        mlflow.log_params(registry.flatten("", params.model_dump(exclude={"targets"})))
-        mlflow.set_tags({**lineage_tags, "selected_variant": chosen, "model": params.settings.model})
-        safe = registry.metric_safe(metric)
-        mlflow.log_metrics(
-            {f"selected.{safe}": results[chosen]["score"], f"fp32.{safe}": fp32_score}
-            | {f"split.{k}": float(n) for k, n in manifest["counts"].items()}
-        )
-        for path in (REPORT, PARETO_PLOT, SELECTION, TRAIN_HISTORY, Path("params.yaml"), Path("dvc.lock")):
-            if path.exists():
-                mlflow.log_artifact(str(path), artifact_path="pipeline")
-        for variant, result in results.items():
-            with mlflow.start_run(experiment_id=experiment_id, run_name=variant, nested=True) as child:
-                run_ids[variant] = child.info.run_id
-                settings = getattr(params.compress.variants, variant)
-                mlflow.log_params({"variant": variant, **registry.flatten("settings", settings.model_dump())})
-                mlflow.set_tags({**lineage_tags, "variant": variant, "status": result["status"]})
-                if result["status"] != "ok":
-                    mlflow.set_tag("error", result["error"][:5000])
-                    continue
-                mlflow.log_metrics(registry.variant_metrics(result, fp32_score))
-                mlflow.log_dict(result, "evaluation.json")
-                if variant_pictures(variant).is_dir():
-                    mlflow.log_artifacts(str(variant_pictures(variant)), artifact_path="pictures")
-                lineage = {"mlflow_run_id": child.info.run_id, "mlflow_parent_run_id": parent.info.run_id}
-                staged = registry.with_lineage(variant_dir(variant), lineage)
-                mlflow.log_artifacts(str(staged), artifact_path="model")
-                shutil.rmtree(staged.parent, ignore_errors=True)
-        chosen_result = results[chosen]
-        tags = {
-            "variant": chosen,
-            "precision": chosen_result["precision"],
-            "task": manifest["task"],
-            "metric": metric,
-            "score": f"{chosen_result['score']:.6f}",
-            "fp32_score": f"{fp32_score:.6f}",
-            "score_drop": f"{fp32_score - chosen_result['score']:.6f}",
-            "latency_ms_p50": f"{chosen_result['benchmark']['default']['latency_ms_p50']:.6f}",
-            "size_mb": f"{chosen_result['size_mb']:.6f}",
-            "dataset_fingerprint": manifest["fingerprint"],
-            "git_commit": commit or "unknown",
-            "parent_run_id": parent.info.run_id,
-        }
-        child_run = mlflow.get_run(run_ids[chosen])
-        version = registry.register_version(
+    version = registry.mlflow_call(
+        "registering the model version",
+        lambda: registry.register_version(
             model_name,
-            child_run,
+            run_id,
+            model_uri,
             tags,
-            f"{manifest['task']}: {chosen} ({chosen_result['precision']}), "
-            f"test {metric} {chosen_result['score']:.4f}",
-        )
-        mlflow.set_tag("registered_version", version)
-    lineage = {
-        "mlflow_run_id": run_ids[chosen],
-        "mlflow_parent_run_id": parent.info.run_id,
-        "registered_model": {"name": model_name, "version": version},
-    }
-    staged = registry.with_lineage(variant_dir(chosen), lineage)
+            version_description(chosen_result, fp32_score, manifest["classes"], selection, lineage),
+            model_description(manifest["task"], manifest["classes"], metric),
+        ),
+    )
+    pipeline_run.set_tags({"selected_variant": chosen, "registered_version": version, **lineage})
+    pipeline_run.log_metrics(
+        {f"selected.{safe}": chosen_result["score"], f"fp32.{safe}": fp32_score}
+        | {f"selected.{safe}_drop": fp32_score - chosen_result["score"]}
+        | {"selected.latency_ms_p50": chosen_result["benchmark"]["default"]["latency_ms_p50"]}
+    )
+    for path in (REPORT, PARETO_PLOT, SELECTION, SUMMARY, Path("params.yaml"), Path("dvc.lock")):
+        pipeline_run.log_artifact(path, "pipeline")
+    staged = registry.with_lineage(
+        variant_dir(chosen),
+        {
+            "mlflow_run_id": run_id,
+            "mlflow_parent_run_id": source_parent,
+            "registered_model": {"name": model_name, "version": version},
+        },
+    )
     tmp = SELECTED.with_name(SELECTED.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.move(str(staged), tmp)
@@ -137,13 +168,15 @@ def main() -> None:
         "model_name": model_name,
         "version": version,
         "variant": chosen,
-        "parent_run_id": parent.info.run_id,
-        "variant_run_ids": run_ids,
-        "tracking_uri": mlflow.get_tracking_uri(),
+        "model_uri": model_uri,
+        "variant_run_id": run_id,
+        "pipeline_run_id": pipeline_run.run_id,
+        "tracking_uri": pipeline_run.client.tracking_uri,
         "seconds": time.time() - start,
     }
     REGISTRATION.write_text(json.dumps(registration, indent=2))
-    log(f"register: {model_name} version {version} ({chosen}), run {parent.info.run_id}")
+    live.end_pipeline_run("FINISHED")
+    log(f"register: {model_name} version {version} ({chosen}), pipeline run {pipeline_run.run_id}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Stage `train`: train the task's configured model; keep the best checkpoint by the validation metric."""
+"""Stage `train`: train the task's configured model; keep the best checkpoint by the validation metric.
+
+Each epoch's loss, validation metric and learning rate go live into the pipeline's MLflow run."""
 
 import csv
 import json
@@ -8,6 +10,8 @@ from edgeops.console import log, run_main
 from edgeops.paths import CHECKPOINT, PREPARED, TRAIN_HISTORY, TRAIN_METRICS
 from edgeops.pipeline.prepare import load_split, read_manifest
 from edgeops.pipeline.train import save_checkpoint, train_model
+from edgeops.registry import live
+from edgeops.registry.tracking import metric_safe
 from edgeops.vision import get_task
 
 
@@ -16,7 +20,11 @@ def main() -> None:
     manifest = read_manifest(PREPARED)
     task = get_task(manifest["task"])
     train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
-    model, history = train_model(params, train, val, manifest["classes"], log)
+    run = live.open_pipeline_run(params)
+    live.log_dataset(run, manifest, params.data.path)
+    model, history = train_model(
+        params, train, val, manifest["classes"], log, on_epoch=live.epoch_logger(run, task.metric)
+    )
     meta = {
         "task": manifest["task"],
         "model": params.settings.model,
@@ -34,6 +42,8 @@ def main() -> None:
     TRAIN_METRICS.parent.mkdir(parents=True, exist_ok=True)
     summary = {"metric": task.metric, "best_val_score": best, "epochs": len(history)}
     TRAIN_METRICS.write_text(json.dumps(summary, indent=2))
+    run.log_metrics({f"best_val_{metric_safe(task.metric)}": best, "epochs_trained": float(len(history))})
+    run.log_artifact(TRAIN_HISTORY, "training")
     log(f"train: best val {task.metric} {best:.4f}, checkpoint {CHECKPOINT}")
 
 

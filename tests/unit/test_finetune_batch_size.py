@@ -60,6 +60,10 @@ def test_compress_stage_passes_train_batch_size(variant, tmp_path, monkeypatch):
     monkeypatch.setattr(tasks.compress, "load_split", lambda *_: None)
     calls: list[tuple] = []
     monkeypatch.setattr(compress, variant, lambda *args: calls.append(args))
-    tasks.compress.build(variant)
-    assert calls[0][-1] == 12
-    assert calls[0][-3:-1] == (TASK, LABELS)  # the task and labels the fine-tuning validates with
+
+    def on_epoch(row: dict) -> None: ...
+
+    tasks.compress.build(variant, on_epoch)
+    assert calls[0][-2] == 12
+    assert calls[0][-4:-2] == (TASK, LABELS)  # the task and labels the fine-tuning validates with
+    assert calls[0][-1] is on_epoch  # fine-tuning curves go live to MLflow

@@ -16,9 +16,13 @@ from edgeops.pipeline.selection import candidates, choose
 def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data/prepared").mkdir(parents=True)
-    (tmp_path / "data/prepared/manifest.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    (tmp_path / "data/prepared/manifest.json").write_text(
+        json.dumps({"classes": ["a", "b"], "task": "classification", "fingerprint": "f" * 64})
+    )
+    (tmp_path / "params.yaml").write_text("compress: {variants: {fp32: {}, ptq_ac: {}}}\n")
+    monkeypatch.setenv("EDGEOPS_PIPELINE_ID", "one-pipeline")
 
-    def crash(variant):
+    def crash(variant, on_epoch=None):
         raise RuntimeError("accuracy control could not converge\nsecond line")
 
     monkeypatch.setattr(tasks.compress, "build", crash)
@@ -28,11 +32,22 @@ def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
     assert failure["error"] == "RuntimeError: accuracy control could not converge"
     assert not (tmp_path / "models/ptq_ac/model.xml").exists()
 
-    (tmp_path / "params.yaml").write_text("seed: 0\n")
     monkeypatch.setattr(sys, "argv", ["tasks.evaluate", "ptq_ac"])
     tasks.evaluate.main()
     result = json.loads((tmp_path / "metrics/variants/ptq_ac.json").read_text())
     assert result["status"] == "failed"
+    # one failed nested run in MLflow, with the reason and the traceback
+    from mlflow import MlflowClient
+
+    runs = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_runs(
+        [
+            "0",
+            *[e.experiment_id for e in MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()],
+        ],
+        filter_string="tags.variant = 'ptq_ac'",
+    )
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert runs[0].data.tags["error"] == "RuntimeError: accuracy control could not converge"
 
     fp32 = {
         "status": "ok",
@@ -51,8 +66,11 @@ def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
 def test_fp32_failure_is_fatal(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data/prepared").mkdir(parents=True)
-    (tmp_path / "data/prepared/manifest.json").write_text(json.dumps({"classes": ["a", "b"]}))
-    monkeypatch.setattr(tasks.compress, "build", lambda v: (_ for _ in ()).throw(RuntimeError("boom")))
+    (tmp_path / "data/prepared/manifest.json").write_text(
+        json.dumps({"classes": ["a", "b"], "task": "classification"})
+    )
+    (tmp_path / "params.yaml").write_text("compress: {variants: {fp32: {}, ptq_ac: {}}}\n")
+    monkeypatch.setattr(tasks.compress, "build", lambda v, _: (_ for _ in ()).throw(RuntimeError("boom")))
     monkeypatch.setattr(sys, "argv", ["tasks.compress", "fp32"])
     with pytest.raises(RuntimeError):
         tasks.compress.main()  # without fp32 there is no reference: the pipeline must stop

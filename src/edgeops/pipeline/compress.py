@@ -209,6 +209,7 @@ def qat(
     task: VisionTask,
     labels: list[str],
     batch_size: int = 64,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> Compressed:
     """Quantize in torch, fine-tune with fake-quantization for a few epochs, strip, export INT8.
 
@@ -230,6 +231,7 @@ def qat(
         seed=seed,
         log=log,
         tag="qat",
+        on_epoch=on_epoch,
     )
     return Compressed(
         _strip_to_openvino(quantized, image_size, task),
@@ -249,6 +251,7 @@ def prune_int8(
     task: VisionTask,
     labels: list[str],
     batch_size: int = 64,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> Compressed:
     """Magnitude pruning ramped up to the target sparsity while fine-tuning, BN adaptation, then INT8.
 
@@ -285,6 +288,7 @@ def prune_int8(
         seed=seed,
         log=log,
         tag="prune",
+        on_epoch=on_epoch,
         after_epoch=scheduler.step,  # end of epoch: raise sparsity for the next one
     )
     scheduler.step(config.epochs)  # make sure the final model is at the target ratio

@@ -113,8 +113,11 @@ def fit(
     log: Callable[[str], None] = print,
     tag: str = "train",
     after_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[nn.Module, list[dict]]:
-    """Train with AdamW + one-cycle schedule; returns the best-by-val model and the per-epoch history."""
+    """Train with AdamW + one-cycle schedule; returns the best-by-val model and the per-epoch history.
+
+    on_epoch gets each history row as soon as its epoch is validated (e.g. to log live training curves)."""
     if len(train) < 1:
         raise EdgeopsError("the train split is empty: add images to the dataset")
     generator = torch.Generator().manual_seed(seed)
@@ -128,6 +131,7 @@ def fit(
     for epoch in range(1, epochs + 1):
         model.train()
         start, total_loss, seen = time.perf_counter(), 0.0, 0
+        epoch_lr = optimizer.param_groups[0]["lr"]
         for x, y in batches(train, batch_size, generator):
             if augment:
                 x, y = task.augment(x, y, generator)
@@ -153,6 +157,7 @@ def fit(
             "epoch": epoch,
             "train_loss": total_loss / max(1, seen),
             "val_score": val_score,  # the task's primary metric (train.json names it)
+            "lr": epoch_lr,  # at the epoch's start (one-cycle changes it every step)
             "seconds": time.perf_counter() - start,
         }
         history.append(row)
@@ -163,6 +168,8 @@ def fit(
             f"{tag}: epoch {epoch}/{epochs} loss {row['train_loss']:.4f} "
             f"val {task.metric} {val_score:.4f} ({row['seconds']:.1f}s){' *best' if best else ''}"
         )
+        if on_epoch:
+            on_epoch(row)
     model.load_state_dict(best_state)
     return model, history
 
@@ -188,7 +195,12 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 
 
 def train_model(
-    params: Params, train: Split, val: Split, labels: list[str], log: Callable[[str], None] = print
+    params: Params,
+    train: Split,
+    val: Split,
+    labels: list[str],
+    log: Callable[[str], None] = print,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     task, settings = get_task(params.task), params.settings
     seed_everything(params.seed, params.train.num_threads)
@@ -211,4 +223,5 @@ def train_model(
         weight_decay=params.train.weight_decay,
         augment=params.train.augment,
         log=log,
+        on_epoch=on_epoch,
     )

@@ -46,9 +46,10 @@ def download_model(client: MlflowClient, name: str, version: str, tracking_uri: 
             )
     except Exception as e:
         raise EdgeopsError(f"cannot download the files of {name} v{version} from the registry: {e}") from None
-    folder = Path(path)
-    if not (folder / "model.xml").is_file() and (folder / "model").is_dir():
-        folder = folder / "model"
+    # the IR folder: a plain folder (older versions), or inside the MLflow model (edgeops' pyfunc)
+    candidates = [Path(path), Path(path) / "model", *sorted(Path(path).glob("artifacts/*"))]
+    found = [f for f in candidates if (f / "model.xml").is_file()]
+    folder = found[0] if found else Path(path)
     if not (folder / "model.xml").is_file():
         raise EdgeopsError(
             f"{name} v{version} has no model.xml in its source: it was not registered by edgeops"

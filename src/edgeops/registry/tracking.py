@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
 
 from edgeops.config import MlflowConfig
 from edgeops.errors import EdgeopsError
+from edgeops.files import sha256_bytes
+
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from edgeops.registry.live import LiveRun
+
+
+def mlflow_call(what: str, fn: Callable[[], T]) -> T:
+    """One clear line when the tracking server fails mid-pipeline (MLflow already retried with backoff)."""
+    try:
+        return fn()
+    except EdgeopsError:
+        raise
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise EdgeopsError(
+            f"MLflow failed while {what}: {first} (check the tracking server / mlflow.tracking_uri, then rerun: "
+            "DVC resumes from the stages already done)"
+        ) from None
+
+
+# MLflow 3's UI opens an experiment of this kind on its training runs, not on the GenAI traces overview
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": "edgeops pipeline runs: one parent run per pipeline run (params, dataset, "
+    "training curves, report), one nested run per compression variant (metrics, IR, MLflow model).",
+}
 
 
 def connect(config: MlflowConfig, project_root: Path) -> Any:
@@ -22,6 +55,11 @@ def connect(config: MlflowConfig, project_root: Path) -> Any:
     current directory is (MLflow would otherwise put them relative to the cwd)."""
     import mlflow
 
+    # MLflow's HTTP defaults (7 retries, backoff factor 2) wait ~4 minutes before reporting a stopped
+    # server; these ride out a server restart (~30 s) and then say so. The variables override them.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     uri = os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str((project_root / uri.removeprefix("sqlite:///")).resolve())
@@ -30,7 +68,12 @@ def connect(config: MlflowConfig, project_root: Path) -> Any:
         experiment = mlflow.get_experiment_by_name(config.experiment)
         if experiment is None:
             location = (project_root / "mlruns").resolve().as_uri() if uri.startswith("sqlite:") else None
-            return mlflow.create_experiment(config.experiment, artifact_location=location)
+            return mlflow.create_experiment(
+                config.experiment, artifact_location=location, tags=EXPERIMENT_TAGS
+            )
+        if any(experiment.tags.get(k) != v for k, v in EXPERIMENT_TAGS.items()):
+            for key, value in EXPERIMENT_TAGS.items():
+                mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     except Exception as e:
         if isinstance(e, EdgeopsError):
@@ -51,15 +94,16 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def variant_metrics(result: dict, fp32_score: float) -> dict[str, float]:
+def variant_metrics(result: dict, fp32_score: float | None = None) -> dict[str, float]:
     """The numbers of one variant's evaluation, as flat MLflow metrics (score = the task's metric)."""
     metric = metric_safe(result["metric"])
     metrics: dict[str, float] = {
         metric: result["score"],
         f"{metric}_f32_hint": result["score_f32"],
-        f"{metric}_drop": fp32_score - result["score"],
         "size_mb": result["size_mb"],
     }
+    if fp32_score is not None:
+        metrics[f"{metric}_drop"] = fp32_score - result["score"]
     for key, value in result["metrics"].items():
         if isinstance(value, (int | float)) and not isinstance(value, bool) and key != result["metric"]:
             metrics[f"test.{metric_safe(key)}"] = float(value)
@@ -81,27 +125,94 @@ def metric_safe(label: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", label)[:200] or "_"
 
 
-def register_version(name: str, run: Any, tags: dict[str, str], description: str) -> str:
-    """A new version of the registered model whose source is the run's `model` artifact folder."""
+def register_version(
+    name: str, run_id: str, model_uri: str, tags: dict[str, str], description: str, model_description: str
+) -> str:
+    """A new version of the registered model whose source is the variant's MLflow model (pyfunc + IR)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
     try:
-        client.create_registered_model(name, description="OpenVINO IR (u8 NHWC RGB input) made by edgeops")
+        client.create_registered_model(name, description=model_description)
     except MlflowException as e:
         if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code):
             raise
+        client.update_registered_model(name, description=model_description)
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         version = client.create_model_version(
-            name,
-            source=f"{run.info.artifact_uri}/model",
-            run_id=run.info.run_id,
-            tags=tags,
-            description=description,
+            name, source=model_uri, run_id=run_id, tags=tags, description=description, model_id=model_id
         )
     return str(version.version)
+
+
+def log_variant(
+    run: LiveRun,
+    result: dict,
+    evaluation_text: str,
+    model_dir: Path,
+    pictures: Path,
+    example: np.ndarray | None,
+    parent_run_id: str,
+) -> str | None:
+    """One variant's evaluation into its nested run: metrics, evaluation.json, pictures, the IR folder
+    (`model/`, for the edge targets) and the same IR as an MLflow model; returns that model's URI."""
+    import mlflow
+
+    run.set_tags({"status": result["status"], "evaluation_sha256": sha256_bytes(evaluation_text.encode())})
+    if result["status"] != "ok" or example is None:
+        run.set_tags({"error": result.get("error", "")})
+        run.log_artifact(model_dir / "FAILED.json")  # with the traceback
+        return None
+    run.log_metrics(variant_metrics(result))
+    mlflow_call(
+        "uploading evaluation.json",
+        lambda: run.client.log_text(run.run_id, evaluation_text, "evaluation.json"),
+    )
+    if pictures.is_dir():
+        run.log_artifact(pictures, "pictures")
+    staged = with_lineage(model_dir, {"mlflow_run_id": run.run_id, "mlflow_parent_run_id": parent_run_id})
+    try:
+        run.log_artifact(staged, "model")
+        tags = {"variant": result["variant"], "task": result["task"], "precision": result["precision"]}
+        with quiet_mlflow(), mlflow.start_run(run_id=run.run_id):
+            from edgeops.registry import pyfunc  # MLflow warns about its untyped predict() on import
+
+            info = mlflow_call(
+                "logging the MLflow model",
+                lambda: pyfunc.log_model(staged, result["variant"], small_example(example), tags),
+            )
+    finally:
+        shutil.rmtree(staged.parent, ignore_errors=True)
+    run.set_tags({"mlflow_model_uri": info.model_uri})
+    return str(info.model_uri)
+
+
+def small_example(images: np.ndarray, longest: int = 48) -> np.ndarray:
+    """A downscaled first image as the model's input example: the pyfunc resizes any size, and the
+    example is stored as JSON twice."""
+    from PIL import Image
+
+    image = Image.fromarray(np.asarray(images[0], np.uint8))
+    scale = min(1.0, longest / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR))[None]
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's INFO lines and warnings about pickling and type hints are noise in a stage's log."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def with_lineage(model_dir: Path, updates: dict) -> Path:
