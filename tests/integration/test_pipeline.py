@@ -176,7 +176,7 @@ def test_mlflow_has_runs_metrics_and_the_registered_version(pipeline_run, mlflow
     assert version.tags["task"] == "classification" and version.tags["metric"] == "accuracy"
     chosen = json.loads((project / f"metrics/variants/{registration['variant']}.json").read_text())
     assert abs(float(version.tags["score"]) - chosen["score"]) < 1e-6
-    parent = client.get_run(registration["parent_run_id"])
+    parent = client.get_run(registration["pipeline_run_id"])
     assert parent.data.tags["dataset_fingerprint"] == selected["dataset_fingerprint"]
     assert parent.data.tags["data_dvc_md5"].endswith(".dir")
     children = client.search_runs(
@@ -188,6 +188,115 @@ def test_mlflow_has_runs_metrics_and_the_registered_version(pipeline_run, mlflow
         assert child.data.metrics["latency_ms_p50.f32"] > 0
     files = {f.path for f in client.list_artifacts(version.run_id, "model")}
     assert files == {"model/model.xml", "model/model.bin", "model/model.json"}
+
+
+def test_mlflow_run_lasts_the_pipeline_with_curves_and_dataset(pipeline_run, mlflow_server):
+    from mlflow import MlflowClient
+
+    project = pipeline_run["project"]
+    registration = json.loads((project / "reports/registration.json").read_text())
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    experiment = client.get_experiment_by_name("edgeops")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
+    parent = client.get_run(registration["pipeline_run_id"])
+    assert parent.info.status == "FINISHED"
+    duration = (parent.info.end_time - parent.info.start_time) / 1000
+    # the pipeline's wall time as `edgeops run` reports it: from its process start to the flow's end
+    wall = json.loads((project / "reports/pipeline_timing.json").read_text())["wall_seconds"]
+    assert abs(duration - wall) < 5, (duration, wall, pipeline_run["seconds"])
+    epochs = yaml.safe_load((project / "params.yaml").read_text())["by_task"]["classification"]["epochs"]
+    for key in ("train_loss", "val_accuracy", "lr"):
+        steps = [m.step for m in client.get_metric_history(parent.info.run_id, key)]
+        assert steps == list(range(1, epochs + 1)), (key, steps)
+    manifest = json.loads((project / "data/prepared/manifest.json").read_text())
+    [dataset_input] = parent.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == manifest["fingerprint"][:32]
+    tags = {t.key: t.value for t in dataset_input.tags}
+    assert tags["fingerprint"] == manifest["fingerprint"]
+    assert {tags[f"{split}_images"] for split in ("train", "val", "test")} == {
+        str(n) for n in manifest["counts"].values()
+    }
+    qat = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.variant = 'qat'",
+    )[0]
+    assert [m.step for m in client.get_metric_history(qat.info.run_id, "finetune_val_accuracy")] == [1]
+    version = client.get_model_version("tiny-digits", registration["version"])
+    assert version.source == registration["model_uri"] and "gates" in version.description
+    assert "classification" in client.get_registered_model("tiny-digits").description
+
+
+def _test_images(data: Path, per_class: int = 2) -> list[Path]:
+    return [p for folder in sorted(data.iterdir()) for p in sorted(folder.iterdir())[:per_class]]
+
+
+def _rgb(path: Path) -> np.ndarray:
+    """The image as an app holds it: u8 RGB at its own size."""
+    from PIL import Image
+
+    from edgeops.images import to_rgb
+
+    with Image.open(path) as image:
+        return np.asarray(to_rgb(image))
+
+
+def test_registered_version_is_an_mlflow_model_that_predicts_like_edgeops(pipeline_run, mlflow_server):
+    import mlflow
+
+    project, env = pipeline_run["project"], pipeline_run["env"]
+    registration = json.loads((project / "reports/registration.json").read_text())
+    promote = subprocess.run(
+        [str(BIN / "edgeops"), "promote", "tiny-digits", "--version", registration["version"]]
+        + ["--to", "production", "--no-publish", "--reason", "integration test"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert promote.returncode == 0, promote.stdout + promote.stderr
+    images = _test_images(pipeline_run["data"])
+    predicted = subprocess.run(
+        [str(BIN / "edgeops"), "predict", "--json", *map(str, images)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    expected = [json.loads(line)["label"] for line in predicted.stdout.splitlines() if line.startswith("{")]
+    mlflow.set_tracking_uri(mlflow_server.uri)
+    model = mlflow.pyfunc.load_model("models:/tiny-digits@production")
+    answers = [model.predict(_rgb(path)[None])[0]["label"] for path in images]
+    assert answers == expected and len(answers) == len(images)
+
+
+def test_mlflow_models_serve_answers(pipeline_run, mlflow_server, tmp_path):
+    port = free_port()
+    env = {**pipeline_run["env"], "MLFLOW_TRACKING_URI": mlflow_server.uri}
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "models", "serve", "-m", "models:/tiny-digits@production"]
+            + ["--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/ping", proc, log, seconds=120)
+        image = _rgb(_test_images(pipeline_run["data"], 1)[0])
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": image[None].tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            [answer] = json.loads(response.read())["predictions"]
+        assert answer["label"] in {p.name for p in pipeline_run["data"].iterdir()}
+        assert 0 < answer["score"] <= 1
+    finally:
+        stop_process_group(proc)
 
 
 def test_prefect_recorded_one_task_per_dvc_stage(pipeline_run, prefect_server):
@@ -296,7 +405,8 @@ def test_dvc_experiment_sweep_reruns_one_variant_and_logs_to_mlflow(pipeline_run
     # the experiment's own metrics
     assert recorded["prune_int8"]["score"] == pytest.approx(evaluated["score"], abs=1e-5)
     runs_after = len(client.search_runs(client.get_experiment_by_name("edgeops").experiment_id))
-    assert runs_after == runs_before + 1 + len(VARIANTS)  # a new parent run with its nested runs
+    # a new pipeline run with exactly one nested run: the variant DVC re-ran
+    assert runs_after == runs_before + 2
 
 
 def test_bad_dataset_fails_with_one_line_and_keeps_outputs(pipeline_run, tmp_path):
