@@ -40,7 +40,12 @@ def main() -> None:
         writer.writerows(history)
     best = max(row["val_score"] for row in history)
     TRAIN_METRICS.parent.mkdir(parents=True, exist_ok=True)
-    summary = {"metric": task.metric, "best_val_score": best, "epochs": len(history)}
+    summary = {
+        "metric": task.metric,
+        "best_val_score": best,
+        "epochs": len(history),
+        "stopped": history[-1]["stopped"],  # max_epochs, budget or patience
+    }
     TRAIN_METRICS.write_text(json.dumps(summary, indent=2))
     run.log_metrics({f"best_val_{metric_safe(task.metric)}": best, "epochs_trained": float(len(history))})
     run.log_artifact(TRAIN_HISTORY, "training")

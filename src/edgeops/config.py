@@ -57,6 +57,14 @@ class TrainConfig(Strict):
     augment: bool = True
     pretrained: bool = Field(False, description="start from ImageNet weights (torchvision backbones)")
     num_threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+    budget_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="wall-time budget of the train stage's training; by_task epochs is then a maximum",
+    )
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many epochs without a better validation score"
+    )
 
 
 class PtqConfig(Strict):

@@ -114,20 +114,28 @@ def fit(
     tag: str = "train",
     after_epoch: Callable[[int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    budget_seconds: float | None = None,
+    patience: int | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train with AdamW + one-cycle schedule; returns the best-by-val model and the per-epoch history.
 
-    on_epoch gets each history row as soon as its epoch is validated (e.g. to log live training curves)."""
+    `epochs` is a maximum: with budget_seconds, the schedule is re-planned after the first epoch to the
+    epochs that fit the budget at the measured pace, and training stops before an epoch that would overrun
+    it; with patience, it stops after that many epochs without a better validation score. The last history
+    row says why training stopped (`stopped`: max_epochs, budget or patience). on_epoch gets each row as
+    soon as its epoch is validated (e.g. to log live training curves)."""
     if len(train) < 1:
         raise EdgeopsError("the train split is empty: add images to the dataset")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = max(1, -(-len(train) // batch_size))
+    planned, steps_done = epochs, 0
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
+        optimizer, max_lr=lr, total_steps=planned * steps_per_epoch, pct_start=0.15
     )
-    best_score, best_state = -1.0, copy.deepcopy(model.state_dict())
+    best_score, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), 0
     history: list[dict] = []
+    training_start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
         start, total_loss, seen = time.perf_counter(), 0.0, 0
@@ -142,6 +150,7 @@ def fit(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            steps_done += 1
             total_loss += float(loss.detach()) * len(y)
             seen += len(y)
         if seen == 0:
@@ -159,19 +168,66 @@ def fit(
             "val_score": val_score,  # the task's primary metric (train.json names it)
             "lr": epoch_lr,  # at the epoch's start (one-cycle changes it every step)
             "seconds": time.perf_counter() - start,
+            "stopped": None,
         }
         history.append(row)
         best = val_score > best_score
         if best:
-            best_score, best_state = val_score, copy.deepcopy(model.state_dict())
+            best_score, best_state, best_epoch = val_score, copy.deepcopy(model.state_dict()), epoch
+        elapsed = time.perf_counter() - training_start
+        if epoch == 1 and budget_seconds is not None:
+            planned = planned_epochs(epochs, budget_seconds, row["seconds"])
+            if 1 < planned < epochs:  # the same one-cycle shape over the epochs that fit, from where it is
+                scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                    optimizer,
+                    max_lr=lr,
+                    total_steps=planned * steps_per_epoch,
+                    pct_start=0.15,
+                    last_epoch=steps_done - 1,
+                )
+        row["stopped"] = stop_reason(
+            epoch, epochs, planned, elapsed, row["seconds"], budget_seconds, best_epoch, patience
+        )
+        left = (
+            f", budget {max(0.0, budget_seconds - elapsed):.0f}s left" if budget_seconds is not None else ""
+        )
         log(
-            f"{tag}: epoch {epoch}/{epochs} loss {row['train_loss']:.4f} "
-            f"val {task.metric} {val_score:.4f} ({row['seconds']:.1f}s){' *best' if best else ''}"
+            f"{tag}: epoch {epoch}/{planned} loss {row['train_loss']:.4f} val {task.metric} {val_score:.4f} "
+            f"({row['seconds']:.1f}s{left}){' *best' if best else ''}"
+            + (f"; stopping: {row['stopped']}" if row["stopped"] and row["stopped"] != "max_epochs" else "")
         )
         if on_epoch:
             on_epoch(row)
+        if row["stopped"]:
+            break
     model.load_state_dict(best_state)
     return model, history
+
+
+def planned_epochs(max_epochs: int, budget_seconds: float, epoch_seconds: float) -> int:
+    """The epochs that fit a training budget at the measured pace: at least 1, at most max_epochs."""
+    return max(1, min(max_epochs, int(budget_seconds // max(epoch_seconds, 1e-9))))
+
+
+def stop_reason(
+    epoch: int,
+    max_epochs: int,
+    planned: int,
+    elapsed: float,
+    last_epoch_seconds: float,
+    budget_seconds: float | None,
+    best_epoch: int,
+    patience: int | None,
+) -> str | None:
+    """Why training stops after this epoch (None: go on). The budget stops it before an epoch as long as
+    the last one would overrun it, so only a first epoch longer than the whole budget overruns it."""
+    if epoch >= max_epochs:
+        return "max_epochs"
+    if budget_seconds is not None and (epoch >= planned or elapsed + last_epoch_seconds > budget_seconds):
+        return "budget"
+    if patience is not None and epoch - best_epoch >= patience:
+        return "patience"
+    return None
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict) -> None:
@@ -208,7 +264,8 @@ def train_model(
     start = "ImageNet weights" if params.train.pretrained else "scratch"
     log(
         f"train: {params.task} {settings.model} from {start} at {train.images.shape[1]}px, "
-        f"{len(labels)} classes, {len(train)} train images, {settings.epochs} epochs"
+        f"{len(labels)} classes, {len(train)} train images, {settings.epochs} epochs at most"
+        + (f" within {params.train.budget_seconds:.0f}s" if params.train.budget_seconds else "")
     )
     return fit(
         model,
@@ -224,4 +281,6 @@ def train_model(
         augment=params.train.augment,
         log=log,
         on_epoch=on_epoch,
+        budget_seconds=params.train.budget_seconds,
+        patience=params.train.patience,
     )

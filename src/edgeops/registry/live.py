@@ -331,5 +331,8 @@ def epoch_logger(run: LiveRun, metric: str, prefix: str = "") -> Callable[[dict]
             f"{prefix}epoch_seconds": row["seconds"],
         }
         mlflow_call("logging a training epoch", lambda: run.log_metrics(metrics, step=int(row["epoch"])))
+        if row.get("stopped"):  # why training ended: max_epochs, budget or patience
+            what = prefix or "train_"
+            run.set_tags({f"{what}stopped": row["stopped"], f"{what}epochs_trained": row["epoch"]})
 
     return log_epoch
