@@ -191,3 +191,39 @@ def test_descriptions_say_what_the_version_is() -> None:
     assert "min_score" not in text  # unset gates are not listed
     many = model_description("classification", [f"c{i}" for i in range(40)], "accuracy")
     assert "Labels (40)" in many and "(40 in all)" in many
+
+
+@pytest.mark.parametrize("task", ["segmentation", "detection"])
+def test_every_task_logs_an_mlflow_model_whose_answers_are_the_edges(
+    task: str, params: Params, tmp_path: Path
+) -> None:
+    """The signature is inferred from the task's real answers (a mask PNG, boxes): logging must work and
+    the pyfunc must answer exactly as the edge server does."""
+    import io
+
+    import mlflow
+    from PIL import Image
+
+    from edgeops.edge.inference import EdgeModel
+
+    if task == "segmentation":
+        from tests.unit.test_edge_segmentation import build_segmentation_ir as build
+    else:
+        from tests.unit.test_edge_detection import build_detection_ir as build
+    model_dir = build(tmp_path / task)
+    pipeline = live.open_pipeline_run(params)
+    run = live.variant_run(pipeline, "ptq", {})
+    result = _evaluation() | {"task": task}
+    pixels = np.zeros((1, 40, 60, 3), np.uint8)
+    pixels[0, :, :30] = (250, 20, 20)
+    pixels[0, :, 30:] = (20, 20, 250)
+    uri = tracking.log_variant(
+        run, result, json.dumps(result), model_dir, tmp_path / "none", pixels, pipeline.run_id
+    )
+    assert uri is not None
+    answer = mlflow.pyfunc.load_model(uri).predict(pixels)[0]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[0]).save(buffer, format="PNG")
+    expected = EdgeModel(model_dir).predict_bytes(buffer.getvalue())
+    expected.pop("version")
+    assert json.loads(json.dumps(answer)) == json.loads(json.dumps(expected))
