@@ -271,13 +271,16 @@ class TricklingS3:
         self.sock.close()
 
 
+@pytest.mark.parametrize("in_thread", [False, True], ids=["main-thread", "worker-thread"])
 @pytest.mark.parametrize("phase", ["pointer", "download"])
 def test_a_trickling_store_cannot_hang_sync(
-    tmp_path: Path, target: Store, monkeypatch: pytest.MonkeyPatch, phase: str, aws_env: None
+    tmp_path: Path, target: Store, monkeypatch: pytest.MonkeyPatch, phase: str, in_thread: bool, aws_env: None
 ) -> None:
     """Before: a store answering one byte a second never hit the 30 s read timeout: `edge sync`
-    hung for hours. Now the pointer read and the download each have a deadline."""
+    hung for hours. Now the pointer read and the download each have a deadline, which also holds
+    when sync runs outside the main thread (as in a Prefect task), where a SIGALRM cannot."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     monkeypatch.setenv("EDGEOPS_SYNC_TIMEOUT", "2")
     d = tmp_path / "agent"
@@ -290,7 +293,11 @@ def test_a_trickling_store_cannot_hang_sync(
         slow = open_target("s3://bucket/p", endpoint_url=f"http://127.0.0.1:{server.port}", max_attempts=1)
         start = time.monotonic()
         with pytest.raises(EdgeopsError, match="took over 2s") as err:
-            agent.sync(slow, "clf", "production", d)
+            if in_thread:
+                with ThreadPoolExecutor(1) as pool:
+                    pool.submit(agent.sync, slow, "clf", "production", d).result(timeout=30)
+            else:
+                agent.sync(slow, "clf", "production", d)
         assert time.monotonic() - start < 10
     finally:
         server.close()

@@ -40,7 +40,7 @@ from edgeops.edge.state import (
     swap_link,
     utc_now,
 )
-from edgeops.edge.targets import Store, TargetError, deadline
+from edgeops.edge.targets import Store, TargetError, within_deadline
 from edgeops.edge.verify import (
     IntegrityError,
     check_loadable,
@@ -116,8 +116,11 @@ def sync(store: Store, model: str, channel: str, agent_dir: Path, *, force: bool
 
 def _sync_locked(store: Store, model: str, channel: str, agent_dir: Path, force: bool) -> SyncResult:
     with agent_lock(agent_dir):
-        with deadline(sync_timeout(), f"reading the {channel} pointer of {model} from {store.uri}"):
-            pointer = read_pointer(store, model, channel)
+        pointer = within_deadline(
+            lambda: read_pointer(store, model, channel),
+            sync_timeout(),
+            f"reading the {channel} pointer of {model} from {store.uri}",
+        )
         if pointer is None:
             raise EdgeopsError(
                 f"{store.describe(f'{model}/{channel}.json')} not found: nothing promoted to '{channel}' yet "
@@ -161,8 +164,11 @@ def _fetch_and_install(
     os.chmod(incoming, 0o755)  # mkdtemp makes 0700; a server may run as another user
     try:
         # only the network part is under the deadline: the local install below must not be interrupted
-        with deadline(sync_timeout(), f"downloading {model} v{version} from {store.uri}"):
-            _download_verified(store, pointer, model, incoming)
+        within_deadline(
+            lambda: _download_verified(store, pointer, model, incoming),
+            sync_timeout(),
+            f"downloading {model} v{version} from {store.uri}",
+        )
         check_loadable(incoming)
         (incoming / "pointer.json").write_text(json.dumps({**pointer, "synced_at": utc_now()}, indent=2))
         _install(agent_dir, incoming, version)

@@ -12,14 +12,17 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from edgeops.errors import EdgeopsError
 from edgeops.files import write_atomic
+
+T = TypeVar("T")
 
 # Total attempts per S3 call (botocore "standard" mode: exponential backoff with jitter on
 # throttling, 5xx, timeouts and connection errors). Overridable for tests / flaky links.
@@ -366,29 +369,30 @@ def open_target(
     raise EdgeopsError(f"unknown target {uri!r}: use file://DIR or s3://bucket/prefix")
 
 
-@contextlib.contextmanager
-def deadline(seconds: float, what: str) -> Iterator[None]:
-    """Abort the block with DeadlineExceeded after `seconds` (0 = no limit).
+def within_deadline(fn: Callable[[], T], seconds: float, what: str) -> T:
+    """fn() or DeadlineExceeded after `seconds` (0 = no limit), from any thread.
 
-    Socket timeouts alone cannot stop a store that answers a byte at a time; a SIGALRM does (it
-    interrupts the blocking read). Only possible in the main thread: elsewhere this is a no-op."""
-    import signal
-    import threading
+    Socket timeouts alone cannot stop a store that answers a byte at a time. So the network work runs
+    in a helper thread and this one stops waiting at the deadline; the abandoned transfer only writes
+    into a folder the caller then removes, and ends when its connection does."""
+    if seconds <= 0:
+        return fn()
+    outcome: dict[str, Any] = {}
 
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    def work() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as e:  # re-raised in the caller's thread
+            outcome["error"] = e
 
-    def expired(_signum: int, _frame: Any) -> None:
+    worker = threading.Thread(target=work, name="edgeops-transfer", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
         raise DeadlineExceeded(
             f"{what} took over {seconds:g}s (the store hangs or is very slow); "
             "raise EDGEOPS_SYNC_TIMEOUT for big models on slow links"
         )
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
