@@ -26,6 +26,9 @@ from edgeops.registry import live
 TIMINGS = Path("reports/pipeline_timing.json")
 STAGE_LOG = Path("reports/pipeline_timing.jsonl")  # each stage appends its own time (edgeops.console)
 USER_ERROR = 2  # exit code of a stage that failed on bad input: retrying cannot help
+# The DVC worker of each running flow, by project folder. Tasks get the folder (a plain, serialisable
+# parameter) and find the live process here: the flow's tasks run in the flow's process.
+_WORKERS: dict[str, DvcWorker] = {}
 
 
 class StageFailed(Exception):
@@ -51,9 +54,11 @@ def _retry_unless_user_error(task, task_run, state) -> bool:  # noqa: ANN001 (Pr
     task_run_name="{stage}",
     cache_policy=NO_CACHE,  # DVC decides what is up to date
 )
-def run_stage(stage: str, worker: DvcWorker) -> float:
-    """`dvc repro --single-item STAGE` (in the flow's DVC worker), its output streamed into this task's log."""
+def run_stage(stage: str, project_dir: str) -> float:
+    """`dvc repro --single-item STAGE` in the project (by the flow's DVC worker), its output streamed into
+    this task's log."""
     logger = get_run_logger()
+    worker = _WORKERS[project_dir]
     errors = {"user": "", "other": ""}
 
     def forward(line: str) -> None:
@@ -78,18 +83,19 @@ def run_stage(stage: str, worker: DvcWorker) -> float:
 
 @flow(name="edgeops-pipeline", log_prints=True)
 def pipeline(project_dir: str = ".") -> dict:
-    """Every stage of dvc.yaml in dependency order; returns the timing summary."""
-    os.chdir(project_dir)
+    """Every stage of dvc.yaml in dependency order; returns the timing summary. Works in project_dir
+    without changing this process's current folder."""
+    project = Path(project_dir).resolve()
     wall_start = time.perf_counter()
-    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    STAGE_LOG.unlink(missing_ok=True)
-    stages = stage_order(".")
+    (project / TIMINGS).parent.mkdir(parents=True, exist_ok=True)
+    (project / STAGE_LOG).unlink(missing_ok=True)
+    stages = stage_order(project)
     # dvc.yaml says `python`: make it this environment's interpreter even if the venv is not activated
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {
         **os.environ,
         "PATH": path,
-        "EDGEOPS_TIMINGS": str(STAGE_LOG.resolve()),
+        "EDGEOPS_TIMINGS": str(project / STAGE_LOG),
         # every stage of this flow run logs into one MLflow run, which starts when this command did
         live.PIPELINE_ID_ENV: uuid.uuid4().hex,
         live.PIPELINE_START_ENV: os.environ.get(live.PIPELINE_START_ENV)
@@ -97,36 +103,38 @@ def pipeline(project_dir: str = ".") -> dict:
     }
     status = "FAILED"
     try:
-        with DvcWorker(Path.cwd(), env) as worker:
-            task_seconds = {stage: run_stage(stage, worker) for stage in stages}
+        with DvcWorker(project, env) as worker:
+            _WORKERS[str(project)] = worker
+            task_seconds = {stage: run_stage(stage, str(project)) for stage in stages}
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        end_mlflow_run(env[live.PIPELINE_ID_ENV], status)
-    summary = timing_summary(time.perf_counter() - wall_start, task_seconds)
-    TIMINGS.write_text(json.dumps(summary, indent=2))
+        _WORKERS.pop(str(project), None)
+        end_mlflow_run(project, env[live.PIPELINE_ID_ENV], status)
+    summary = timing_summary(time.perf_counter() - wall_start, task_seconds, project / STAGE_LOG)
+    (project / TIMINGS).write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def end_mlflow_run(pipeline_id: str, status: str) -> None:
+def end_mlflow_run(project: Path, pipeline_id: str, status: str) -> None:
     """End the pipeline's MLflow run if a stage started it and `register` did not end it (nothing to
     register, or a stage failed)."""
-    state = live.read_state()
+    state = live.read_state(project)
     if state is not None and state.get("owner") == pipeline_id:
         try:
-            live.end_pipeline_run(status, state=state)
+            live.end_pipeline_run(status, project, state)
         except Exception as e:  # the run stays RUNNING; the next pipeline run closes it as FAILED
             get_run_logger().warning(f"could not end the MLflow run {state['run_id']}: {e}")
 
 
-def timing_summary(wall: float, task_seconds: dict[str, float]) -> dict:
+def timing_summary(wall: float, task_seconds: dict[str, float], stage_log: Path = STAGE_LOG) -> dict:
     """Work = the stages' own processes (imports included), except the MLflow `register` stage;
     overhead = everything else: Prefect (server start, task runs), DVC (hashing, locks), MLflow."""
     work: dict[str, float] = {}
-    if STAGE_LOG.exists():
-        for line in STAGE_LOG.read_text().splitlines():
+    if stage_log.exists():
+        for line in stage_log.read_text().splitlines():
             row = json.loads(line)
             work[row["stage"]] = row["seconds"]
     work_seconds = sum(s for stage, s in work.items() if stage != "register")

@@ -86,3 +86,33 @@ def test_run_against_an_unreachable_prefect_server_fails_in_one_line(project: Pa
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().startswith("error: the Prefect API at PREFECT_API_URL=")
     assert "Traceback" not in result.stderr and not (project / "a.txt").exists()
+
+
+def test_the_flow_runs_a_project_elsewhere_without_changing_folder(project: Path, tmp_path: Path) -> None:
+    """A worker runs flows for projects in their own workspaces: the flow gets the folder as a parameter,
+    its tasks get only names (no live process), and the worker's current folder never changes."""
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"a": STAGES["a"]}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = (
+        "import os\n"
+        "from edgeops.orchestration.prefect_local import TemporaryServer\n"
+        "with TemporaryServer() as api:\n"
+        "    api.wait_ready()\n"
+        "    from flows.pipeline import pipeline\n"
+        f"    summary = pipeline({str(project)!r})\n"
+        "print('cwd', os.getcwd(), 'stages', summary['stage_task_seconds'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "EDGEOPS_DEBUG")}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PATH": f"{BIN}{os.pathsep}{env['PATH']}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"cwd {elsewhere} stages {{'a':" in result.stdout
+    assert (project / "a.txt").read_text() == "a" and (project / "reports/pipeline_timing.json").is_file()
+    assert not (elsewhere / "reports").exists()
