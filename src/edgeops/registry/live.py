@@ -54,10 +54,13 @@ class LiveRun:
 
         self._log_batch("logging params", params=[Param(k, str(v)[:6000]) for k, v in params.items()])
 
-    def _log_batch(self, what: str, metrics: list[Any] = (), params: list[Any] = ()) -> None:  # type: ignore[assignment]
+    def _log_batch(
+        self, what: str, metrics: list[Any] | None = None, params: list[Any] | None = None
+    ) -> None:
         """In chunks MLflow's REST API accepts (1000 metrics / 100 params per request)."""
+        metrics, params = metrics or [], params or []
         for start in range(0, max(len(metrics), len(params)), 100):
-            chunk_m, chunk_p = list(metrics[start : start + 100]), list(params[start : start + 100])
+            chunk_m, chunk_p = metrics[start : start + 100], params[start : start + 100]
             mlflow_call(what, lambda: self.client.log_batch(self.run_id, metrics=chunk_m, params=chunk_p))  # noqa: B023
 
     def set_tags(self, tags: dict[str, Any]) -> None:
@@ -214,7 +217,10 @@ def close_stale_run(root: Path = Path(".")) -> None:
     state = read_state(root)
     if state is None:
         return
-    end_pipeline_run("FAILED", root, state)
+    try:
+        end_pipeline_run("FAILED", root, state)
+    except Exception:  # its store is gone or unreachable (e.g. the project moved to another server)
+        _clear_state(root)
 
 
 def end_pipeline_run(status: str, root: Path = Path("."), state: dict[str, Any] | None = None) -> str | None:
@@ -228,13 +234,9 @@ def end_pipeline_run(status: str, root: Path = Path("."), state: dict[str, Any] 
     for run_id in [*state.get("variants", {}).values(), state["run_id"]]:
         run = _get_run(client, run_id)
         if run is not None and run.info.status == "RUNNING":
-            client.set_terminated(run_id, status if run_id == state["run_id"] else _variant_end(status))
+            client.set_terminated(run_id, status)
     _clear_state(root)
     return str(state["run_id"])
-
-
-def _variant_end(status: str) -> str:
-    return "FINISHED" if status == "FINISHED" else status
 
 
 # --------------------------------------------------------------------------- variant runs
