@@ -11,12 +11,15 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Ports of the UIs on 127.0.0.1: `make ui MLFLOW_PORT=5001`, `make prefect-ui PREFECT_PORT=4201`.
+MLFLOW_PORT ?= 5000
+PREFECT_PORT ?= 4200
 
-.PHONY: help setup run run-segmentation run-detection test test-unit lint format bench ui repro clean
+.PHONY: help setup run run-segmentation run-detection test test-unit lint format bench ui prefect-ui repro clean
 .DEFAULT_GOAL := help
 
 help: ## show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed $(PREFECT_HOME)/prefect.db ## create .venv, install the pinned stack (constraints.txt), create the local databases
 
@@ -58,8 +61,20 @@ format: setup ## apply ruff's formatting and fixes
 bench: setup ## benchmark resnet18, mobilenet_v3_small, the segmentation U-Net, the detector, SSDLite (FP32 f32 + default, FP16, INT8) -> bench/results.json
 	$(PY) bench/run.py --with-bare
 
-ui: setup ## MLflow UI on http://127.0.0.1:5000 for the embedded store
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+ui: setup ## MLflow UI on http://127.0.0.1:5000 (MLFLOW_PORT=…): runs, metrics, registered models of mlflow.db
+	@echo "MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)  (store: sqlite:///$(CURDIR)/mlflow.db; Ctrl-C stops it)"
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+	  --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+
+# The server `edgeops run` starts for itself has no UI and stops with the run, but it writes to the same
+# database ($(PREFECT_HOME)/prefect.db): this one shows every flow run recorded there. The UI asks the
+# API at PREFECT_UI_API_URL, which Prefect would otherwise take from the environment's PREFECT_API_URL.
+prefect-ui: setup ## Prefect UI on http://127.0.0.1:4200 (PREFECT_PORT=…): flow runs, stage tasks, logs of .prefect/
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (database: $(PREFECT_HOME)/prefect.db; Ctrl-C stops it)"
+	@echo "  while it runs, \`export PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api\` makes edgeops run/serve use it"
+	env -u PREFECT_API_URL PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$(PREFECT_PORT) \
+	  PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api PREFECT_UI_URL=http://127.0.0.1:$(PREFECT_PORT) \
+	  $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --ui --analytics-off
 
 repro: setup ## `dvc repro`: rebuild exactly what changed, without Prefect
 	$(BIN)/dvc repro
