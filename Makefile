@@ -63,6 +63,7 @@ bench: setup ## benchmark resnet18, mobilenet_v3_small, the segmentation U-Net, 
 
 ui: setup ## MLflow UI on http://127.0.0.1:5000 (MLFLOW_PORT=…): runs, metrics, registered models of mlflow.db
 	@echo "MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)  (store: sqlite:///$(CURDIR)/mlflow.db; Ctrl-C stops it)"
+	@$(PY) -c 'from edgeops.cli import print_ui_url; print_ui_url($(MLFLOW_PORT))'
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 	  --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 

@@ -171,6 +171,7 @@ def main() -> None:
         "model_uri": model_uri,
         "variant_run_id": run_id,
         "pipeline_run_id": pipeline_run.run_id,
+        "experiment_id": pipeline_run.experiment_id,
         "tracking_uri": pipeline_run.client.tracking_uri,
         "seconds": time.time() - start,
     }

@@ -58,10 +58,22 @@ def choose_task(data: Path, task: str | None) -> tuple[str, str]:
     return name, f"the layout: {layout}"
 
 
+def print_ui_url(port: int = 5000, root: Path = Path(".")) -> None:
+    """For `make ui`: the URL of the last pipeline's experiment, on its training runs."""
+    from edgeops.paths import REGISTRATION
+    from edgeops.registry.tracking import ui_url
+
+    registration = root / REGISTRATION
+    if registration.exists():
+        experiment = json.loads(registration.read_text()).get("experiment_id")
+        print(f"  the pipeline runs: {ui_url(experiment, f'http://127.0.0.1:{port}')}")
+
+
 def summary_table(root: Path = Path(".")) -> str:
     from edgeops.config import load_params
     from edgeops.paths import REGISTRATION, REPORT, SELECTION, variant_metrics
     from edgeops.pipeline.report import speedup
+    from edgeops.registry.tracking import ui_url
 
     params = load_params(root / "params.yaml")
     results = {}
@@ -92,12 +104,13 @@ def summary_table(root: Path = Path(".")) -> str:
         f"default; speed-up = fp32@f32 / variant@dflt. CPU: {hw.get('cpu', '?')} ({', '.join(hw.get('isa', []))})"
     )
     registration = root / REGISTRATION
-    if registration.exists():
-        reg = json.loads(registration.read_text())
+    reg = json.loads(registration.read_text()) if registration.exists() else {}
+    if reg:
         lines.append(f"registered: {reg['model_name']} version {reg['version']} ({reg['variant']})")
     lines += [
         f"models:   {root / 'models'}/<variant>/ and models/selected/ (model.xml, model.bin, model.json)",
-        f"report:   {root / REPORT}   plots: `dvc plots show`   MLflow UI: `make ui`",
+        f"report:   {root / REPORT}   plots: `dvc plots show`",
+        f"UIs:      `make ui` -> {ui_url(reg.get('experiment_id'))}   `make prefect-ui` -> http://127.0.0.1:4200",
     ]
     return "\n".join(lines)
 

@@ -48,6 +48,14 @@ EXPERIMENT_TAGS = {
 }
 
 
+def ui_url(experiment_id: str | None, base: str = "http://127.0.0.1:5000") -> str:
+    """Where `make ui` shows the experiment's runs. MLflow 3's UI starts in its GenAI view whatever the
+    experiment's kind tag says; workflowType=machine_learning opens the training runs."""
+    if not experiment_id:
+        return base
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def connect(config: MlflowConfig, project_root: Path) -> Any:
     """Point MLflow at the configured store; returns the experiment id.
 
