@@ -5,6 +5,7 @@ kept that variant): the one to register is found by the sha256 of its evaluation
 models/selected/ (the chosen IR, its model.json carrying the MLflow lineage) and reports/registration.json."""
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -176,7 +177,9 @@ def main() -> None:
         "seconds": time.time() - start,
     }
     REGISTRATION.write_text(json.dumps(registration, indent=2))
-    live.end_pipeline_run("FINISHED")
+    # under the flow the run ends with the flow: DVC may order stages after this one (e.g. demo)
+    if not os.environ.get(live.PIPELINE_ID_ENV):
+        live.end_pipeline_run("FINISHED")
     log(f"register: {model_name} version {version} ({chosen}), pipeline run {pipeline_run.run_id}")
 
 
