@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from edgeops.config import GatesConfig, Params, parse_params
 from edgeops.errors import EdgeopsError
 from edgeops.pipeline.gates import Measured, check_gates
-from edgeops.registry import audit, promotion, queries
+from edgeops.registry import audit, promotion
 from edgeops.registry import client as client_module
 from edgeops.registry.cli import models_app, promote_command
 from tests.unit.edge_helpers import build_model, good_tags, register_version
@@ -206,16 +206,11 @@ def test_two_promotions_at_once_leave_one_consistent_result(params: Params, tmp_
         print(promotion.promote(p, {NAME!r}, v, "production", reason="race " + v, client=client).version)
         """
     )
+    env = {**os.environ, "PYTHONPATH": str(src)}
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", script, v],
-            # each its own temp and home folder, standing in for two machines: only the registry is shared
-            env={
-                **os.environ,
-                "PYTHONPATH": str(src),
-                "TMPDIR": str(tmp_path / v),
-                "HOME": str(tmp_path / v),
-            },
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -233,29 +228,6 @@ def test_two_promotions_at_once_leave_one_consistent_result(params: Params, tmp_
     stages = {v: client.get_model_version(NAME, v).current_stage for v in ("1", "2")}
     assert stages[alias] == "Production" and list(stages.values()).count("Production") == 1
     assert _pointer(params, "production")["version"] == alias  # type: ignore[index]
-    assert client_module.lock_name(NAME) not in {m.name for m in client.search_registered_models()}
-
-
-def test_the_promotion_lock_lives_in_the_registry(params: Params) -> None:
-    client = client_module.make_client(params.mlflow.tracking_uri)
-    with client_module.promotion_lock(client, NAME) as lock:
-        held = client.get_registered_model(lock)
-        assert "held by" in held.description
-        other = client_module.make_client(params.mlflow.tracking_uri)  # e.g. on another machine
-        waiting = client_module.promotion_lock(other, NAME, timeout=0.3)
-        with pytest.raises(EdgeopsError, match=r"holds the promotion lock of clf for over 0.3s"), waiting:
-            pass
-        assert [r["name"] for r in queries.list_versions(client)] == [NAME] * 3  # not listed as a model
-    with client_module.promotion_lock(client, NAME, timeout=1):  # released at the end
-        pass
-
-
-def test_a_stale_promotion_lock_is_broken(params: Params) -> None:
-    client = client_module.make_client(params.mlflow.tracking_uri)
-    client.create_registered_model(client_module.lock_name(NAME), description="held by a promoter that died")
-    time.sleep(0.05)
-    with client_module.promotion_lock(client, NAME, timeout=5, stale=0.01):
-        assert "held by" in client.get_registered_model(client_module.lock_name(NAME)).description
 
 
 def _cli(params: Params, tmp_path: Path) -> tuple[CliRunner, Path]:

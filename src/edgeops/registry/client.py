@@ -4,12 +4,16 @@ promotion lock, and lookups that say what is missing."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
+import hashlib
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeops.errors import EdgeopsError
@@ -20,7 +24,6 @@ if TYPE_CHECKING:
 
 
 LOCK_TIMEOUT_S = float(os.environ.get("EDGEOPS_PROMOTION_LOCK_TIMEOUT", "120"))
-LOCK_STALE_S = float(os.environ.get("EDGEOPS_PROMOTION_LOCK_STALE", "900"))
 
 
 # --------------------------------------------------------------------------- client / lock
@@ -69,70 +72,39 @@ def registry_errors(tracking_uri: str) -> Iterator[None]:
         raise EdgeopsError(message) from None
 
 
-LOCK_SUFFIX = ".promotion-lock"
-
-
-def lock_name(name: str) -> str:
-    return name + LOCK_SUFFIX
+def lock_path(tracking_uri: str) -> Path:
+    """A lock file every promoter of this registry on this machine agrees on."""
+    override = os.environ.get("EDGEOPS_PROMOTION_LOCK")
+    if override:
+        return Path(override)
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///") :].split("?")[0])
+        return db.resolve().with_name(db.name + ".promote.lock")
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "edgeops-locks" / f"promote-{digest}.lock"
 
 
 @contextlib.contextmanager
-def promotion_lock(
-    client: MlflowClient, name: str, timeout: float | None = None, stale: float | None = None
-) -> Iterator[str]:
-    """Serialise the promotions of one registered model across processes *and machines*.
-
-    The lock lives in the registry itself: a registered model `<name>.promotion-lock`, whose creation is
-    atomic on every MLflow backend (it fails if the name exists). So every promoter that reaches the
-    registry agrees on it, whatever its machine or folder. A lock older than `stale` seconds (a promoter
-    that died) is broken; it is released by deleting it."""
-    from mlflow.exceptions import MlflowException
-
-    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
-    stale = LOCK_STALE_S if stale is None else stale
-    lock = lock_name(name)
-    holder = f"{who()} (pid {os.getpid()}) since {utc_now()}"
-    deadline = time.monotonic() + timeout
-    while True:
+def promotion_lock(tracking_uri: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
+    path = lock_path(tracking_uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EdgeopsError(
+                        f"another promotion holds {path} for over {timeout:g}s: "
+                        "wait for it, or remove a stale lock"
+                    ) from None
+                time.sleep(0.05)
         try:
-            client.create_registered_model(
-                lock,
-                tags={"edgeops.lock": "promotion"},
-                description=f"edgeops promotion lock of {name}, held by {holder}; removed when it ends",
-            )
-            break
-        except MlflowException as e:
-            if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code):
-                raise
-        held = _lock_holder(client, lock)
-        if held is not None and time.time() - held[0] > stale:
-            with contextlib.suppress(MlflowException):  # another waiter may break it first
-                if _lock_holder(client, lock) == held:
-                    client.delete_registered_model(lock)
-            continue
-        if time.monotonic() > deadline:
-            who_holds = held[1] if held else "another promotion"
-            raise EdgeopsError(
-                f"{who_holds} holds the promotion lock of {name} for over {timeout:g}s: wait for it; if that "
-                f"promotion died, delete the registered model '{lock}' (it is broken after {stale:g}s)"
-            )
-        time.sleep(0.2)
-    try:
-        yield lock
-    finally:
-        with contextlib.suppress(Exception):
-            client.delete_registered_model(lock)
-
-
-def _lock_holder(client: MlflowClient, lock: str) -> tuple[float, str] | None:
-    """(created at, description) of the lock, or None if it is gone."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = client.get_registered_model(lock)
-    except MlflowException:
-        return None
-    return model.creation_timestamp / 1000, str(model.description or "")
+            yield path
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def who() -> str:

@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from edgeops.registry.client import (
-    LOCK_SUFFIX,
     get_model,
     get_version,
 )
@@ -85,7 +84,6 @@ def _search_versions(client: MlflowClient, name: str | None) -> list[ModelVersio
 def list_versions(client: MlflowClient, name: str | None = None) -> list[dict[str, Any]]:
     """One row per version (of one model or all), newest first within a model."""
     models = [get_model(client, name)] if name else list(client.search_registered_models(max_results=1000))
-    models = [m for m in models if not m.name.endswith(LOCK_SUFFIX)]  # a promotion in progress
     rows: list[dict[str, Any]] = []
     for model in models:
         aliases = _aliases_by_version(model)
