@@ -40,7 +40,7 @@ def mlflow_call(what: str, fn: Callable[[], T]) -> T:
         ) from None
 
 
-# MLflow 3's UI opens an experiment of this kind on its training runs, not on the GenAI traces overview
+# marks the experiment as model training (MLflow 3.17's UI still starts in its GenAI view: see ui_url)
 EXPERIMENT_TAGS = {
     "mlflow.experimentKind": "custom_model_development",
     "mlflow.note.content": "edgeops pipeline runs: one parent run per pipeline run (params, dataset, "
