@@ -92,9 +92,14 @@ def pipeline(project_dir: str = ".") -> dict:
     stages = stage_order(project)
     # dvc.yaml says `python`: make it this environment's interpreter even if the venv is not activated
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    # the stages import the project's own code (a worker's workspace may hold another commit than the
+    # installed edgeops)
+    python_path = os.pathsep.join([str(project / "src"), str(project), os.environ.get("PYTHONPATH", "")])
     env = {
         **os.environ,
         "PATH": path,
+        "PYTHONPATH": python_path.rstrip(os.pathsep),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # progress bars are noise in the stage logs
         "EDGEOPS_TIMINGS": str(project / STAGE_LOG),
         # every stage of this flow run logs into one MLflow run, which starts when this command did
         live.PIPELINE_ID_ENV: uuid.uuid4().hex,

@@ -327,6 +327,57 @@ def serve(
     run_main(main)
 
 
+@app.command()
+def deploy(
+    repo: str | None = typer.Option(
+        None, help="repository the workers clone (default: git remote origin, else this folder)"
+    ),
+    commit: str | None = typer.Option(None, help="commit the workers run (default: HEAD)"),
+    params: Path = typer.Option(Path("params.yaml"), help="the pipeline parameters (team: section)"),
+) -> None:
+    """Team mode: register the `pipeline`, `retrain` (cron) and `promote` deployments on PREFECT_API_URL."""
+
+    def main() -> None:
+        from edgeops.config import load_params
+        from edgeops.orchestration.deploy import deploy_all, source_of
+
+        config = load_params(params)
+        source = source_of(Path("."), repo, commit, typer.echo)
+        deploy_all(config, source, typer.echo)
+        typer.echo(
+            "run one: `prefect deployment run edgeops-team-pipeline/pipeline` (or the Prefect UI's Deployments)"
+        )
+
+    run_main(main)
+
+
+@app.command()
+def sweep(
+    point: list[str] = typer.Option(
+        ..., "--point", help="one flow run per --point: KEY=VALUE[,KEY=VALUE…] (dotted params.yaml keys)"
+    ),
+    data: str | None = typer.Option(None, help="dataset path in the repository (default: params.yaml's)"),
+    task: str | None = typer.Option(None, help="the task (default: params.yaml's)"),
+    model: str | None = typer.Option(None, help="the model (default: params.yaml's)"),
+    wait: bool = typer.Option(False, help="wait until every run has finished and print their states"),
+) -> None:
+    """Team mode: fan a sweep out as `pipeline` flow runs that free workers pick up, one per point;
+    all land in the same MLflow experiment."""
+
+    def main() -> None:
+        from edgeops.orchestration.deploy import parse_point, submit_sweep, wait_for
+
+        points = [parse_point(p) for p in point]
+        chosen = {k: v for k, v in {"data": data, "task": task, "model": model}.items() if v is not None}
+        ids = submit_sweep(points, chosen, typer.echo)
+        if wait:
+            states = wait_for(ids, typer.echo)
+            if any(s != "Completed" for s in states.values()):
+                raise EdgeopsError("some sweep runs did not complete: see their logs in the Prefect UI")
+
+    run_main(main)
+
+
 def _mount_optional_apps() -> None:
     """Registry and edge commands live in their own modules (the edge agent installs without torch)."""
     try:

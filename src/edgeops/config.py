@@ -160,6 +160,24 @@ class TargetsConfig(Strict):
     production: list[Target] = []
 
 
+class TeamConfig(Strict):
+    """Team mode (`edgeops deploy`): where the deployments run and when `retrain` runs."""
+
+    work_pool: str = Field("edgeops", min_length=1)
+    retrain_cron: str | None = Field(
+        "0 3 * * 1", description="the `retrain` deployment's schedule; null = none"
+    )
+    timezone: str = "UTC"
+
+    @field_validator("retrain_cron")
+    @classmethod
+    def _valid_cron(cls, cron: str | None) -> str | None:
+        # the shape only: Prefect checks each field when `edgeops deploy` creates the schedule
+        if cron is not None and not (cron.startswith("@") or len(cron.split()) in (5, 6)):
+            raise ValueError(f"{cron!r} is not a cron expression (e.g. '0 3 * * 1': Mondays 03:00)")
+        return cron
+
+
 def _default_settings() -> dict[str, TaskSettings]:
     from edgeops.vision import get_task, task_names
 
@@ -177,6 +195,7 @@ class Params(Strict):
     gates: GatesConfig = GatesConfig()
     mlflow: MlflowConfig = MlflowConfig()
     targets: TargetsConfig = TargetsConfig()
+    team: TeamConfig = TeamConfig()
 
     @field_validator("task")
     @classmethod

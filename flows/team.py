@@ -1,0 +1,120 @@
+"""Team mode: the flows that Prefect workers run for the `pipeline`, `retrain` and `promote` deployments
+(`edgeops deploy` registers them).
+
+Each flow run works in its own workspace on the worker (edgeops.orchestration.workspace): the
+repository at the deployment's commit, data pulled from the DVC remote, results pushed back. The
+pipeline itself is the same flow `edgeops run` uses (flows/pipeline.py), as a subflow: one task per
+DVC stage. Steps that talk to the network (git, DVC remote, MLflow registry) retry with backoff and
+have timeouts; one training per worker comes from the worker's `--limit 1` (`make up`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from edgeops.orchestration import workspace as ws
+from flows.pipeline import pipeline
+
+NETWORK = {"retries": 3, "retry_delay_seconds": [10, 30, 60], "cache_policy": NO_CACHE}
+
+
+def _log(message: str) -> None:
+    get_run_logger().info(message)
+
+
+@task(**NETWORK, timeout_seconds=900)
+def checkout(repo: str, commit: str) -> str:
+    """The workspace: the repository at the deployment's commit (found again when the flow run retries)."""
+    return str(ws.checkout(repo, commit, str(flow_run.get_id() or "local"), _log))
+
+
+@task(**NETWORK, timeout_seconds=1800)
+def pull_data(workspace: str, data: str) -> None:
+    ws.pull_data(Path(workspace), data, _log)
+
+
+@task(**NETWORK, timeout_seconds=1800)
+def push_results(workspace: str) -> bool:
+    return ws.push_results(Path(workspace), _log)
+
+
+@task(cache_policy=NO_CACHE)
+def configure(
+    workspace: str,
+    data: str | None,
+    task_name: str | None,
+    model: str | None,
+    variants: list[str] | None,
+    overrides: dict[str, Any] | None,
+) -> str:
+    """The workspace's DVC remote and cache, and this run's choices written into its params.yaml;
+    returns the dataset path the pipeline trains on."""
+    path = Path(workspace)
+    remote = ws.configure_dvc(path)
+    _log(f"DVC remote: {remote or 'none (set ' + ws.DVC_REMOTE_ENV + ')'}")
+    for line in ws.apply_choices(path, data, task_name, model, variants, overrides):
+        _log(f"params: {line}")
+    from edgeops.config import load_params
+
+    return load_params(path / "params.yaml").data.path
+
+
+def _worker_defaults() -> None:
+    # NNCF's C++ extension is compiled once per worker, not once per workspace
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ws.workspaces_root() / "torch_extensions"))
+
+
+@flow(name="edgeops-team-pipeline", log_prints=True)
+def team_pipeline(
+    repo: str,
+    commit: str,
+    data: str | None = None,
+    task: str | None = None,
+    model: str | None = None,
+    variants: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict:
+    """The pipeline on a worker: checkout, `dvc pull`, every DVC stage (one task each), `dvc push`.
+
+    data: a path in the repository (DVC-tracked: `data/x` with `data/x.dvc` committed), or an absolute
+    path the worker can read; default params.yaml's. overrides: dotted params.yaml keys for this run,
+    e.g. {"compress.variants.prune_int8.ratio": 0.7}."""
+    _worker_defaults()
+    workspace = checkout(repo, commit)
+    dataset = configure(workspace, data, task, model, variants, overrides)
+    pull_data(workspace, dataset)
+    summary = pipeline(project_dir=workspace)
+    summary["pushed"] = push_results(workspace)
+    summary["commit"] = commit
+    if summary["pushed"]:  # else the workspace holds the only copy of the DVC outputs
+        ws.remove(Path(workspace))
+    return summary
+
+
+@task(retries=2, retry_delay_seconds=[10, 30], timeout_seconds=900, cache_policy=NO_CACHE)
+def promote_version(workspace: str, name: str, version: int, stage: str, reason: str) -> dict:
+    from edgeops.registry.cli import _params
+    from edgeops.registry.promotion import promote
+
+    params = _params(Path(workspace) / "params.yaml")
+    result = promote(params, name, version, stage, reason=reason)
+    for line in result.published:
+        _log(f"published {line}")
+    verb = "promoted" if result.changed else "already there; targets checked:"
+    _log(f"{verb} {name} v{result.version} -> @{result.to}")
+    return result.to_dict()
+
+
+@flow(name="edgeops-team-promote", log_prints=True)
+def team_promote(repo: str, commit: str, name: str, version: int, stage: str, reason: str = "") -> dict:
+    """Promote a registered version (gates, alias, audit, edge targets) with the gates and targets of
+    params.yaml at the deployment's commit."""
+    workspace = checkout(repo, commit)
+    result = promote_version(workspace, name, version, stage, reason or "promote deployment")
+    ws.remove(Path(workspace))
+    return result

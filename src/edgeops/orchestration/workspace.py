@@ -1,0 +1,193 @@
+"""A worker's own workspace for one flow run: a checkout of the repository at the deployment's commit.
+
+Team mode runs the pipeline on Prefect workers, never in the submitter's folder. Each flow run gets
+`$EDGEOPS_WORKSPACES/<flow run id>`: a clone of the deployment's repository at its commit, data from
+the DVC remote (`dvc pull`), and results pushed back (`dvc push`). A retry of the same flow run finds
+its workspace again, so DVC skips the stages that had finished. Workspaces share one DVC cache per
+worker, so a pull or a stage output already seen by that worker is not fetched or stored twice."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from edgeops.errors import EdgeopsError
+
+WORKSPACES_ENV = "EDGEOPS_WORKSPACES"
+DVC_REMOTE_ENV = "EDGEOPS_DVC_REMOTE"  # e.g. s3://edgeops/dvc, set by `make up`'s env file
+REMOTE_NAME = "team"
+Log = Callable[[str], None]
+
+
+def workspaces_root() -> Path:
+    return Path(os.environ.get(WORKSPACES_ENV) or Path.home() / ".cache" / "edgeops" / "workspaces")
+
+
+def _run(args: list[str], cwd: Path | None, what: str, timeout: float = 600) -> str:
+    """A git/dvc command; its failure as one line naming what was being done."""
+    try:
+        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise EdgeopsError(f"{what}: `{' '.join(args[:3])}` did not finish within {timeout:.0f}s") from None
+    except FileNotFoundError:
+        raise EdgeopsError(f"{what}: {args[0]} is not installed on this worker") from None
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        raise EdgeopsError(f"{what}: {lines[-1] if lines else f'exit code {done.returncode}'}")
+    return done.stdout
+
+
+def _dvc(workspace: Path, *args: str, what: str, timeout: float = 900) -> str:
+    import sys
+
+    dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or "dvc"
+    return _run([dvc, *args], workspace, what, timeout)
+
+
+def checkout(repo: str, commit: str, run_id: str, log: Log = print) -> Path:
+    """The flow run's workspace: cloned at `commit` the first time, found again on a retry."""
+    if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        raise EdgeopsError(f"commit {commit!r} is not a git commit id: deploy again with `edgeops deploy`")
+    workspace = workspaces_root() / run_id
+    if (workspace / ".git").is_dir():
+        head = _run(["git", "rev-parse", "HEAD"], workspace, "reading the workspace's commit").strip()
+        if head.startswith(commit) or commit.startswith(head):
+            log(f"workspace {workspace}: reused (a retry: DVC skips the stages that finished)")
+            return workspace
+        shutil.rmtree(workspace)
+    workspace.parent.mkdir(parents=True, exist_ok=True)
+    partial = workspace.with_name(workspace.name + ".cloning")
+    shutil.rmtree(partial, ignore_errors=True)
+    _run(["git", "clone", "--quiet", "--no-checkout", repo, str(partial)], None, f"cloning {repo}")
+    _run(
+        ["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", commit],
+        partial,
+        f"checking out {commit[:12]} of {repo} (is it pushed there?)",
+    )
+    partial.rename(workspace)
+    log(f"workspace {workspace}: {repo} at {commit[:12]}")
+    return workspace
+
+
+def configure_dvc(workspace: Path) -> str | None:
+    """The worker's DVC remote (EDGEOPS_DVC_REMOTE) as the workspace's default, and one shared cache."""
+    cache = workspaces_root() / "dvc-cache"
+    _dvc(workspace, "cache", "dir", "--local", str(cache), what="setting the shared DVC cache")
+    remote = os.environ.get(DVC_REMOTE_ENV)
+    if remote:
+        _dvc(
+            workspace,
+            "remote",
+            "add",
+            "--local",
+            "--force",
+            "-d",
+            REMOTE_NAME,
+            remote,
+            what="adding the remote",
+        )
+    return remote
+
+
+def pull_data(workspace: Path, data: str, log: Log = print) -> None:
+    """Make `data` present in the workspace: pulled when DVC tracks it, else it must already be there
+    (a demo dataset the pipeline makes, or an absolute path on shared storage)."""
+    pointer = workspace / f"{data.rstrip('/')}.dvc"
+    if pointer.is_file():
+        log(f"dvc pull {pointer.name}")
+        _dvc(
+            workspace,
+            "pull",
+            "--quiet",
+            str(pointer.relative_to(workspace)),
+            what=f"pulling {data} from the DVC remote (check {DVC_REMOTE_ENV} and the S3 credentials)",
+        )
+        return
+    from edgeops.paths import DEMO_DATASETS
+
+    if Path(data) in DEMO_DATASETS or (Path(data).is_absolute() and Path(data).exists()):
+        return
+    if not (workspace / data).exists():
+        raise EdgeopsError(
+            f"{data} is not in the repository at this commit and not tracked by DVC: "
+            f"`dvc add {data} && dvc push && git add {data}.dvc && git commit`, then deploy again"
+        )
+
+
+def push_results(workspace: Path, log: Log = print) -> bool:
+    """`dvc push` of everything the run produced; False (and a log line) when no remote is configured."""
+    if not os.environ.get(DVC_REMOTE_ENV):
+        log(f"no {DVC_REMOTE_ENV}: the DVC outputs stay in the workspace {workspace} (MLflow has the rest)")
+        return False
+    _dvc(workspace, "push", "--quiet", what="pushing the results to the DVC remote")
+    return True
+
+
+def remove(workspace: Path) -> None:
+    """After a successful run everything is in MLflow and the DVC remote; a failed run keeps its
+    workspace for the retry."""
+    shutil.rmtree(workspace, ignore_errors=True)
+
+
+def current_commit(repo_dir: Path) -> tuple[str, bool]:
+    """(HEAD, whether the working tree has uncommitted changes a deployment would not see)."""
+    head = _run(["git", "rev-parse", "HEAD"], repo_dir, "reading the commit to deploy").strip()
+    dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no"], repo_dir, "git status"))
+    return head, dirty
+
+
+def apply_choices(
+    workspace: Path,
+    data: str | None = None,
+    task: str | None = None,
+    model: str | None = None,
+    variants: list[str] | None = None,
+    overrides: dict[str, object] | None = None,
+) -> list[str]:
+    """Write a flow run's parameters into the workspace's params.yaml (validated), so its DVC stages
+    see them as `dvc repro` would; returns what changed, as `key=value` lines.
+
+    `overrides` are dotted keys (`compress.variants.prune_int8.ratio: 0.7`), what a sweep point sets."""
+    from ruamel.yaml import YAML
+
+    from edgeops.config import load_params
+
+    params_file = workspace / "params.yaml"
+    current = load_params(params_file)
+    chosen_task = task or current.task
+    updates: dict[str, object] = dict(overrides or {})
+    if data:
+        updates["data.path"] = data
+    if task:
+        updates["task"] = task
+    if model:
+        updates[f"by_task.{chosen_task}.model"] = model
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    doc = yaml.load(params_file.read_text())
+    for dotted, value in updates.items():
+        *parents, leaf = dotted.split(".")
+        node = doc
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise EdgeopsError(f"parameter {dotted}: params.yaml has no section {key!r} there")
+            node = node[key]
+        node[leaf] = value
+    if variants is not None:
+        known = doc["compress"]["variants"]
+        unknown = sorted(set(variants) - set(known))
+        if unknown:
+            raise EdgeopsError(
+                f"variants {', '.join(unknown)} are not in params.yaml (known: {', '.join(known)})"
+            )
+        for name in [v for v in known if v not in variants]:
+            del known[name]
+        updates["compress.variants"] = ",".join(variants)
+    with open(params_file, "w") as f:
+        yaml.dump(doc, f)
+    load_params(params_file)  # a bad override fails here, in params.yaml's words
+    return [f"{key}={value}" for key, value in updates.items()]
