@@ -69,3 +69,43 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     port = free_port()
     with run_mlflow_server(folder, port):
         yield MlflowServer(f"http://127.0.0.1:{port}", folder)
+
+
+# --- PostgreSQL fixture (team mode: MLflow's backend store, the cross-machine promotion lock) ---
+# Debian's PostgreSQL on 127.0.0.1, started once per session with scripts/postgres/start-postgres.sh, which
+# creates the role `edgeops` and the databases mlflow, prefect and edgeops. CI installs it with
+#   apt-get install -y --no-install-recommends postgresql
+# Without it the PostgreSQL tests skip, unless EDGEOPS_REQUIRE_POSTGRES=1 (CI) makes that a failure.
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """The server's URL, `postgresql://edgeops:PASSWORD@127.0.0.1:PORT` without a database: append
+    `/mlflow`, `/prefect` or `/edgeops`."""
+    import glob
+    import tempfile
+
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        msg = "PostgreSQL not installed: apt-get install -y --no-install-recommends postgresql"
+        if os.environ.get("EDGEOPS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    # not pytest's tmp_path (mode 0700): as root the server runs as `postgres`, which must reach the folder
+    folder = Path(tempfile.mkdtemp(prefix="edgeops-pg-"))
+    folder.chmod(0o755)
+    scripts = ROOT / "scripts" / "postgres"
+    proc = subprocess.run(
+        [str(scripts / "start-postgres.sh"), str(folder), str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    try:
+        if proc.returncode != 0:
+            pytest.fail(f"PostgreSQL did not start: {proc.stderr[-2000:]}")
+        found = re.search(r"^DATABASE_URL=(\S+)$", proc.stdout, re.MULTILINE)
+        assert found, proc.stdout
+        yield found[1]
+    finally:
+        subprocess.run([str(scripts / "stop-postgres.sh"), str(folder)], capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)

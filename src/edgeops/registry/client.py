@@ -1,19 +1,14 @@
-"""The MLflow registry client for promotion: one-line errors for an unreachable registry, the
-promotion lock, and lookups that say what is missing."""
+"""The MLflow registry client for promotion: one-line errors for an unreachable registry, and lookups
+that say what is missing. The promotion lock is in lock.py."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
-import hashlib
 import os
 import socket
-import tempfile
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeops.errors import EdgeopsError
@@ -23,10 +18,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 
-LOCK_TIMEOUT_S = float(os.environ.get("EDGEOPS_PROMOTION_LOCK_TIMEOUT", "120"))
-
-
-# --------------------------------------------------------------------------- client / lock
+# --------------------------------------------------------------------------- client
 
 
 def make_client(tracking_uri: str) -> MlflowClient:
@@ -70,41 +62,6 @@ def registry_errors(tracking_uri: str) -> Iterator[None]:
         if message is None:
             raise
         raise EdgeopsError(message) from None
-
-
-def lock_path(tracking_uri: str) -> Path:
-    """A lock file every promoter of this registry on this machine agrees on."""
-    override = os.environ.get("EDGEOPS_PROMOTION_LOCK")
-    if override:
-        return Path(override)
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///") :].split("?")[0])
-        return db.resolve().with_name(db.name + ".promote.lock")
-    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "edgeops-locks" / f"promote-{digest}.lock"
-
-
-@contextlib.contextmanager
-def promotion_lock(tracking_uri: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
-    path = lock_path(tracking_uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise EdgeopsError(
-                        f"another promotion holds {path} for over {timeout:g}s: "
-                        "wait for it, or remove a stale lock"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield path
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def who() -> str:

@@ -10,9 +10,9 @@ What a promotion writes:
 - a model-level event `edgeops.history.<seq>` (JSON): the ordered log `history` and `--rollback` use;
 - the model files on every edge target configured for that stage (pointer written last).
 
-Concurrency: the whole read-check-write runs under an exclusive file lock (next to the sqlite
-database, or in the temp dir keyed by tracking URI for a server), and the alias is re-read
-afterwards, so two promotions at once leave one consistent result.
+Concurrency: the whole read-check-publish-write runs under the model's promotion lock (lock.py: a
+PostgreSQL advisory lock shared by every machine when EDGEOPS_LOCK_URL is set, else a local file lock),
+and the alias is re-read afterwards, so two promotions at once leave one consistent result.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from edgeops.registry.client import (
     get_model,
     get_version,
     make_client,
-    promotion_lock,
     registry_errors,
     registry_failure,
     who,
 )
 from edgeops.registry.fanout import PointerUndo, publish_to_targets, undo_pointers
+from edgeops.registry.lock import promotion_lock
 from edgeops.registry.queries import tag_float
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def promote(
     client = client or make_client(params.mlflow.tracking_uri)
     actor = actor or who()
     reason = (reason or "").strip()[:MAX_REASON]
-    with promotion_lock(params.mlflow.tracking_uri), registry_errors(params.mlflow.tracking_uri):
+    with promotion_lock(params.mlflow.tracking_uri, name), registry_errors(params.mlflow.tracking_uri):
         model = get_model(client, name)
         mv = get_version(client, name, version)
         gates = version_gates(dict(mv.tags or {}), params.gates)
@@ -217,7 +217,7 @@ def rollback(
     stage = _check_stage(stage)
     client = client or make_client(params.mlflow.tracking_uri)
     actor = actor or who()
-    with promotion_lock(params.mlflow.tracking_uri), registry_errors(params.mlflow.tracking_uri):
+    with promotion_lock(params.mlflow.tracking_uri, name), registry_errors(params.mlflow.tracking_uri):
         model = get_model(client, name)
         current = model.aliases.get(stage)
         current = str(current) if current is not None else None
