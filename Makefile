@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
 
-.PHONY: help setup run run-segmentation run-detection test test-unit lint format bench ui prefect-ui repro clean
+.PHONY: help setup run run-segmentation run-detection test test-unit lint format bench ui prefect-ui repro clean up down
 .DEFAULT_GOAL := help
 
 help: ## show this help
@@ -76,6 +76,13 @@ prefect-ui: setup ## Prefect UI on http://127.0.0.1:4200 (PREFECT_PORT=…): flo
 	env -u PREFECT_API_URL PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$(PREFECT_PORT) \
 	  PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api PREFECT_UI_URL=http://127.0.0.1:$(PREFECT_PORT) \
 	  $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) --ui --analytics-off
+
+# Team mode (scripts/team/up.sh): the servers the embedded defaults stand in for, on this machine, data in .team/.
+up: setup ## team mode: PostgreSQL, S3 (radosgw; TEAM_S3=0: folders), MLflow + Prefect servers, WORKERS=1 workers; writes .team/env
+	@MLFLOW_PORT=$(MLFLOW_PORT) PREFECT_PORT=$(PREFECT_PORT) scripts/team/up.sh
+
+down: ## stop what `make up` started (by PID); the data stays in .team/ for the next `make up`
+	@scripts/team/down.sh
 
 repro: setup ## `dvc repro`: rebuild exactly what changed, without Prefect
 	$(BIN)/dvc repro
