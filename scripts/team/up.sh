@@ -131,11 +131,12 @@ for f in "$PIDS"/worker-*; do                    # workers beyond WORKERS (from 
 done
 for i in $(seq 1 "$WORKERS"); do
   alive "worker-$i" && continue
-  mkdir -p "$TEAM/workspaces/$HOST-$i"
-  # the team env, plus its own workspace folder (also its working directory: never the submitter's folder)
-  launch "worker-$i" bash -c 'source "$1"; export EDGEOPS_WORKSPACES=$2; cd "$2"
+  mkdir -p "$TEAM/workers/$HOST-$i"
+  # the team env (EDGEOPS_WORKSPACES: one workspace per flow run, shared by this machine's workers, so a
+  # retried run finds its workspace whichever worker takes it); its own working directory, never the submitter's
+  launch "worker-$i" bash -c 'source "$1"; cd "$2"
     exec "$3/prefect" worker start --pool edgeops --name "$4" --limit 1' \
-    worker "$TEAM/env" "$TEAM/workspaces/$HOST-$i" "$BIN" "$HOST-$i"
+    worker "$TEAM/env" "$TEAM/workers/$HOST-$i" "$BIN" "$HOST-$i"
 done
 
 # health of every server; workers must show ONLINE in the pool
