@@ -106,6 +106,8 @@ wait_http prefect "$PREFECT_API/health" true
   echo "export EDGEOPS_LOCK_URL=$DB/edgeops"
   echo "export EDGEOPS_WORKSPACES=$TEAM/workspaces"
   echo "export EDGEOPS_DVC_REMOTE=$DVC_REMOTE"
+  # flow runs report every 30 s; `edgeops deploy`'s automation marks one Crashed after 90 s of silence
+  echo "export PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30"
   if [ "$TEAM_S3" = 1 ]; then
     echo "export AWS_ACCESS_KEY_ID=$ACCESS_KEY"
     echo "export AWS_SECRET_ACCESS_KEY=$SECRET_KEY"

@@ -71,6 +71,56 @@ def check_pool(pool: str) -> None:
             ) from None
 
 
+ZOMBIE_AUTOMATION = "edgeops: flow runs without a heartbeat crashed"
+ZOMBIE_SECONDS = 90
+
+
+def ensure_zombie_automation(log: Log) -> None:
+    """A flow run whose worker died stays Running for ever; this Prefect automation marks it Crashed after
+    ZOMBIE_SECONDS without a heartbeat (workers send one every 30 s), so it can be retried (Prefect's own
+    recipe: docs.prefect.io, "detect zombie flows")."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    try:
+        existing: Any = Automation.read(name=ZOMBIE_AUTOMATION)  # sync context: the object itself
+        log(f"automation: {existing.name} (already there)")
+        return
+    except ValueError:  # not there yet
+        pass
+    automation: Any = Automation(
+        name=ZOMBIE_AUTOMATION,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=ZOMBIE_SECONDS),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {ZOMBIE_SECONDS} s: its worker or machine died; retry it",
+            )
+        ],
+    )
+    automation.create()
+    log(f"automation: {ZOMBIE_AUTOMATION} (after {ZOMBIE_SECONDS} s)")
+
+
 def deploy_all(params: Params, source: Source, log: Log) -> dict[str, str]:
     """Register (or update) the `pipeline`, `retrain` and `promote` deployments; returns name -> id."""
     from prefect import Flow
@@ -126,6 +176,7 @@ def deploy_all(params: Params, source: Source, log: Log) -> dict[str, str]:
             **common,
         ),
     }
+    ensure_zombie_automation(log)
     for name, deployment_id in ids.items():
         log(f"deployed {name} ({deployment_id}) on pool {pool}: {source.repo} @ {source.commit[:12]}")
     return {name: str(i) for name, i in ids.items()}

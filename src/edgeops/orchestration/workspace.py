@@ -8,6 +8,7 @@ worker, so a pull or a stage output already seen by that worker is not fetched o
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -153,8 +154,9 @@ def apply_choices(
 
     `overrides` are dotted keys (`compress.variants.prune_int8.ratio: 0.7`), what a sweep point sets."""
     from ruamel.yaml import YAML
+    from yaml import safe_load
 
-    from edgeops.config import load_params
+    from edgeops.config import load_params, parse_params
 
     params_file = workspace / "params.yaml"
     current = load_params(params_file)
@@ -187,7 +189,9 @@ def apply_choices(
         for name in [v for v in known if v not in variants]:
             del known[name]
         updates["compress.variants"] = ",".join(variants)
-    with open(params_file, "w") as f:
-        yaml.dump(doc, f)
-    load_params(params_file)  # a bad override fails here, in params.yaml's words
+    text = io.StringIO()
+    yaml.dump(doc, text)
+    # a bad override fails here, in params.yaml's words, and leaves the file as it was
+    parse_params(safe_load(text.getvalue()), str(params_file))
+    params_file.write_text(text.getvalue())
     return [f"{key}={value}" for key, value in updates.items()]
