@@ -340,7 +340,7 @@ def test_dvc_pull_of_the_data_works_from_a_users_clone(team: Team, clone: Path, 
 
 
 def test_promote_deployment_publishes_and_an_edge_agent_syncs_it(
-    team: Team, first_run: Any, tmp_path: Path
+    team: Team, deployed: str, first_run: Any, tmp_path: Path
 ) -> None:
     run_id = _start(team, PROMOTE, {"name": MODEL, "version": 1, "stage": "staging"})
     run = _wait(team, run_id, timeout=300)
@@ -355,7 +355,8 @@ def test_promote_deployment_publishes_and_an_edge_agent_syncs_it(
     status = json.loads(
         team.run(str(Path(sys.executable).parent / "edgeops"), "edge", "status", "--dir", str(agent), "--json", cwd=tmp_path).stdout
     )  # fmt: skip
-    assert str(status["current"]["version"]) == "1", status
+    assert str(status["version"]) == "1" and status["channel"] == "staging", status
+    assert status["git_commit"] == deployed  # lineage: trained in a workspace at the deployed commit
 
 
 def test_a_sweep_runs_on_two_workers_at_once_in_separate_workspaces(team: Team, first_run: Any) -> None:
