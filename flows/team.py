@@ -10,15 +10,23 @@ have timeouts; one training per worker comes from the worker's `--limit 1` (`mak
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+# A worker runs the deployment's commit, which Prefect cloned next to this file: its flows/ and its edgeops
+# library, not whichever version the worker has installed (a worker outlives many deployments).
+_CHECKOUT = Path(__file__).resolve().parents[1]
+for _path in (_CHECKOUT / "src", _CHECKOUT):
+    if str(_path) not in sys.path[:2]:
+        sys.path.insert(0, str(_path))
 
-from edgeops.orchestration import workspace as ws
-from flows.pipeline import pipeline
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
+
+from edgeops.orchestration import workspace as ws  # noqa: E402
+from flows.pipeline import pipeline  # noqa: E402
 
 NETWORK = {"retries": 3, "retry_delay_seconds": [10, 30, 60], "cache_policy": NO_CACHE}
 
@@ -39,8 +47,8 @@ def pull_data(workspace: str, data: str) -> None:
 
 
 @task(**NETWORK, timeout_seconds=1800)
-def push_results(workspace: str) -> bool:
-    return ws.push_results(Path(workspace), _log)
+def push_results(workspace: str, data: str) -> bool:
+    return ws.push_results(Path(workspace), data, _log)
 
 
 @task(cache_policy=NO_CACHE)
@@ -89,7 +97,7 @@ def team_pipeline(
     dataset = configure(workspace, data, task, model, variants, overrides)
     pull_data(workspace, dataset)
     summary = pipeline(project_dir=workspace)
-    summary["pushed"] = push_results(workspace)
+    summary["pushed"] = push_results(workspace, dataset)
     summary["commit"] = commit
     if summary["pushed"]:  # else the workspace holds the only copy of the DVC outputs
         ws.remove(Path(workspace))

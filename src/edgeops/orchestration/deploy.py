@@ -5,6 +5,8 @@ worker); the flows (flows/team.py) make their own workspace from the same reposi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 from collections.abc import Callable
@@ -140,6 +142,7 @@ def deploy_all(params: Params, source: Source, log: Log) -> dict[str, str]:
         "build": False,
         "push": False,
         "print_next_steps": False,
+        "ignore_warnings": True,  # Prefect's hint that process pools run flows locally: that is the point
         "version": source.commit[:12],
         "tags": ["edgeops"],
     }
@@ -155,27 +158,29 @@ def deploy_all(params: Params, source: Source, log: Log) -> dict[str, str]:
     schedules = (
         [Cron(params.team.retrain_cron, timezone=params.team.timezone)] if params.team.retrain_cron else []
     )
-    ids = {
-        PIPELINE: pipeline.deploy(
-            name="pipeline",
-            parameters=base,
-            description="The whole pipeline on a worker: parameters data, task, model, variants, overrides.",
-            **common,
-        ),
-        RETRAIN: pipeline.deploy(
-            name="retrain",
-            parameters={**base, "data": params.data.path, "task": params.task},
-            schedules=schedules,
-            description=f"Scheduled retraining on {params.data.path} ({params.team.retrain_cron or 'no schedule'}).",
-            **common,
-        ),
-        PROMOTE: promote.deploy(
-            name="promote",
-            parameters=base,
-            description="Promote a registered version (name, version, stage) behind the gates.",
-            **common,
-        ),
-    }
+    # Prefect prints a table per deployment; our own lines below say the same, with the commit
+    with contextlib.redirect_stdout(io.StringIO()):
+        ids = {
+            PIPELINE: pipeline.deploy(
+                name="pipeline",
+                parameters=base,
+                description="The whole pipeline on a worker: parameters data, task, model, variants, overrides.",
+                **common,
+            ),
+            RETRAIN: pipeline.deploy(
+                name="retrain",
+                parameters={**base, "data": params.data.path, "task": params.task},
+                schedules=schedules,
+                description=f"Scheduled retraining on {params.data.path} ({params.team.retrain_cron or 'no schedule'}).",
+                **common,
+            ),
+            PROMOTE: promote.deploy(
+                name="promote",
+                parameters=base,
+                description="Promote a registered version (name, version, stage) behind the gates.",
+                **common,
+            ),
+        }
     ensure_zombie_automation(log)
     for name, deployment_id in ids.items():
         log(f"deployed {name} ({deployment_id}) on pool {pool}: {source.repo} @ {source.commit[:12]}")
