@@ -339,9 +339,10 @@ def deploy(
 
     def main() -> None:
         from edgeops.config import load_params
-        from edgeops.orchestration.deploy import deploy_all, source_of
+        from edgeops.orchestration.deploy import deploy_all, require_server, source_of
 
         config = load_params(params)
+        require_server()
         source = source_of(Path("."), repo, commit, typer.echo)
         deploy_all(config, source, typer.echo)
         typer.echo(

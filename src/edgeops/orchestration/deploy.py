@@ -46,12 +46,22 @@ def source_of(project: Path, repo: str | None, commit: str | None, log: Log) -> 
 
 
 def require_server() -> str:
+    """PREFECT_API_URL, once it answers; else one line saying how to get a server."""
+    import urllib.request
+
     url = os.environ.get("PREFECT_API_URL", "")
     if not url:
         raise EdgeopsError(
-            "edgeops deploy needs a Prefect server: `make up`, then `source .team/env` (sets PREFECT_API_URL)"
+            "team mode needs a Prefect server: `make up`, then `source .team/env` (sets PREFECT_API_URL)"
         )
-    return url
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10):
+            return url
+    except OSError as e:
+        raise EdgeopsError(
+            f"the Prefect server at PREFECT_API_URL={url} is not reachable ({getattr(e, 'reason', e)}): "
+            "`make up`, or fix PREFECT_API_URL"
+        ) from None
 
 
 def check_pool(pool: str) -> None:
@@ -65,11 +75,6 @@ def check_pool(pool: str) -> None:
             raise EdgeopsError(
                 f"work pool {pool!r} does not exist on {os.environ.get('PREFECT_API_URL')}: `make up` creates "
                 f"it, or `prefect work-pool create {pool} --type process`"
-            ) from None
-        except Exception as e:  # httpx connection errors and the like
-            raise EdgeopsError(
-                f"the Prefect server at PREFECT_API_URL={os.environ.get('PREFECT_API_URL')} is not reachable "
-                f"({type(e).__name__}): `make up`, or fix PREFECT_API_URL"
             ) from None
 
 
@@ -203,13 +208,19 @@ def parse_point(text: str) -> dict[str, Any]:
 def submit_sweep(points: list[dict[str, Any]], parameters: dict[str, Any], log: Log) -> list[str]:
     """One `pipeline` flow run per point, queued for whichever workers are free; returns the run ids."""
     from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
 
     require_server()
     ids = []
     for point in points:
-        run: Any = run_deployment(
-            PIPELINE, parameters={**parameters, "overrides": point}, timeout=0, as_subflow=False
-        )
+        try:
+            run: Any = run_deployment(
+                PIPELINE, parameters={**parameters, "overrides": point}, timeout=0, as_subflow=False
+            )
+        except ObjectNotFound:
+            raise EdgeopsError(
+                f"no deployment {PIPELINE} on this Prefect server: `edgeops deploy` first"
+            ) from None
         ids.append(str(run.id))
         log(f"queued {run.name} ({run.id}): {point}")
     return ids
