@@ -82,16 +82,31 @@ class PtqAcConfig(Strict):
 
 
 class QatConfig(Strict):
-    epochs: int = Field(2, ge=1)
+    epochs: int = Field(2, ge=1, description="fine-tuning epochs at most")
     lr: float = Field(1e-4, gt=0)
     subset_size: int = Field(300, ge=1)
+    budget_seconds: float | None = Field(
+        None, gt=0, description="wall-time budget of the fine-tuning; epochs is then a maximum"
+    )
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many epochs without a better validation score"
+    )
+    freeze_bn_after_epochs: int | None = Field(
+        1, ge=0, description="BatchNorm statistics frozen after this many fine-tuning epochs; null = never"
+    )
 
 
 class PruneConfig(Strict):
     ratio: float = Field(0.5, gt=0, lt=1, description="target fraction of zero weights")
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(3, ge=1, description="fine-tuning epochs at most")
     lr: float = Field(5e-4, gt=0)
     subset_size: int = Field(300, ge=1)
+    budget_seconds: float | None = Field(
+        None, gt=0, description="wall-time budget of the fine-tuning; epochs is then a maximum"
+    )
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many epochs at the target sparsity without a better score"
+    )
 
 
 class PlainConfig(Strict):

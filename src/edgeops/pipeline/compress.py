@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from edgeops.config import PruneConfig, PtqAcConfig, PtqConfig, QatConfig
+from edgeops.paths import TRAIN_HISTORY
 from edgeops.pipeline.export import float_ir, postprocessor_ops
-from edgeops.pipeline.train import fit, seed_everything, validation_score
+from edgeops.pipeline.train import convergence_warning, fit, read_history, seed_everything, validation_score
 from edgeops.runtime import core, predict_all
 from edgeops.vision import Split, VisionTask
 from edgeops.vision.preprocess import normalize
@@ -210,15 +211,30 @@ def qat(
     labels: list[str],
     batch_size: int = 64,
     on_epoch: Callable[[dict], None] | None = None,
+    train_history: list[dict] | None = None,
 ) -> Compressed:
-    """Quantize in torch, fine-tune with fake-quantization for a few epochs, strip, export INT8.
+    """Quantize in torch, fine-tune with fake-quantization, strip, export INT8.
 
-    batch_size: the training batch size (train.batch_size), which bounds the fine-tuning memory."""
+    Fine-tuning follows the training rules (fit): epochs at most, within config.budget_seconds, early
+    stopping with config.patience, the best validation epoch kept; BatchNorm statistics are frozen after
+    config.freeze_bn_after_epochs epochs. batch_size: the training batch size (train.batch_size), which
+    bounds the fine-tuning memory. train_history: the train stage's rows (default: plots/train_history.csv
+    when present); when they say FP32 was still improving at its last epoch, a note says so (no block)."""
+    notes = []
+    if train_history is None:
+        train_history = read_history(TRAIN_HISTORY)
+    warning = convergence_warning(train_history) if train_history else None
+    if warning:
+        notes.append(warning)
+        log(f"qat: WARNING {warning}")
     seed_everything(seed)
     model = copy.deepcopy(model).eval()
     quantized = _quantize_torch(model, train, config.subset_size, seed)
     before = validation_score(quantized, task, val, labels)
-    log(f"qat: val {task.metric} after quantization {before:.4f}; fine-tuning {config.epochs} epoch(s)")
+    log(
+        f"qat: val {task.metric} after quantization {before:.4f}; fine-tuning {config.epochs} epoch(s) at most"
+        + (f" within {config.budget_seconds:.0f}s" if config.budget_seconds else "")
+    )
     quantized, history = fit(
         quantized,
         task,
@@ -232,11 +248,21 @@ def qat(
         log=log,
         tag="qat",
         on_epoch=on_epoch,
+        budget_seconds=config.budget_seconds,
+        patience=config.patience,
+        freeze_bn_after=config.freeze_bn_after_epochs,
     )
     return Compressed(
         _strip_to_openvino(quantized, image_size, task),
         "INT8",
-        details={"val_score_before_finetune": before, "history": history},
+        details={
+            "val_score_before_finetune": before,
+            "finetune_epochs": len(history),
+            "finetune_stopped": history[-1]["stopped"],
+            "freeze_bn_after_epochs": config.freeze_bn_after_epochs,
+            "notes": notes,
+            "history": history,
+        },
     )
 
 
@@ -275,7 +301,16 @@ def prune_int8(
     )
     scheduler.step(0)
 
-    log(f"prune_int8: pruning to {config.ratio:.0%} sparsity over {config.epochs} epoch(s)")
+    def replan(planned: int) -> None:  # a budget that fits fewer epochs: reach the target ratio sooner
+        scheduler.target_epoch = max(1, planned - 1)
+
+    def at_target(epoch: int) -> bool:  # only models at the target sparsity are kept or count for patience
+        return scheduler.current_ratio >= config.ratio - 1e-9
+
+    log(
+        f"prune_int8: pruning to {config.ratio:.0%} sparsity over {config.epochs} epoch(s) at most"
+        + (f" within {config.budget_seconds:.0f}s" if config.budget_seconds else "")
+    )
     pruned, history = fit(
         pruned,
         task,
@@ -290,6 +325,10 @@ def prune_int8(
         tag="prune",
         on_epoch=on_epoch,
         after_epoch=scheduler.step,  # end of epoch: raise sparsity for the next one
+        budget_seconds=config.budget_seconds,
+        patience=config.patience,
+        on_plan=replan,
+        eligible=at_target,
     )
     scheduler.step(config.epochs)  # make sure the final model is at the target ratio
     calibration = _subset(train, config.subset_size, seed)
@@ -313,6 +352,8 @@ def prune_int8(
             "sparsity": sparsity,
             "sparsity_all_params": float(stats.global_pruning_ratio),
             "target_sparsity": config.ratio,
+            "finetune_epochs": len(history),
+            "finetune_stopped": history[-1]["stopped"],
             "history": history,
         },
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -77,6 +78,16 @@ def reestimate_batchnorm(
     return True
 
 
+def freeze_batchnorm(model: nn.Module) -> int:
+    """BatchNorm layers to eval mode: they normalize with their running statistics and stop updating them,
+    while their affine weights and the rest of the model still train. `model.train()` undoes it, so fit
+    calls this again at the start of every frozen epoch. Returns the number of BatchNorm layers."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.eval()
+    return len(norms)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, task: VisionTask, split: Split, batch_size: int = 32) -> np.ndarray:
     """The task's predictions of a torch model on a split (eval mode): the network, then the task's
@@ -116,14 +127,21 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     budget_seconds: float | None = None,
     patience: int | None = None,
+    freeze_bn_after: int | None = None,
+    on_plan: Callable[[int], None] | None = None,
+    eligible: Callable[[int], bool] | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train with AdamW + one-cycle schedule; returns the best-by-val model and the per-epoch history.
 
     `epochs` is a maximum: with budget_seconds, the schedule is re-planned after the first epoch to the
-    epochs that fit the budget at the measured pace, and training stops before an epoch that would overrun
-    it; with patience, it stops after that many epochs without a better validation score. The last history
-    row says why training stopped (`stopped`: max_epochs, budget or patience). on_epoch gets each row as
-    soon as its epoch is validated (e.g. to log live training curves)."""
+    epochs that fit the budget at the measured pace (on_plan gets that number), and training stops before
+    an epoch that would overrun it; with patience, it stops after that many epochs without a better
+    validation score. The last history row says why training stopped (`stopped`: max_epochs, budget or
+    patience). on_epoch gets each row as soon as its epoch is validated (e.g. to log live training curves).
+
+    freeze_bn_after: from the epoch after this one on, BatchNorm statistics are frozen (eval-mode BN, no
+    re-estimation); the QAT recipe. eligible(epoch): whether that epoch's model may be kept as the best and
+    counts for patience (pruning: only epochs at the target sparsity); when no epoch is, the last one is kept."""
     if len(train) < 1:
         raise EdgeopsError("the train split is empty: add images to the dataset")
     generator = torch.Generator().manual_seed(seed)
@@ -133,11 +151,18 @@ def fit(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=planned * steps_per_epoch, pct_start=0.15
     )
-    best_score, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), 0
+    best_score, best_epoch = -1.0, 0
+    best_state: dict | None = None
     history: list[dict] = []
+    frozen_from = None if freeze_bn_after is None else freeze_bn_after + 1
     training_start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
+        bn_frozen = frozen_from is not None and epoch >= frozen_from
+        if bn_frozen:  # after model.train(), which puts BatchNorm back into training mode
+            frozen = freeze_batchnorm(model)
+            if epoch == frozen_from and frozen:
+                log(f"{tag}: BatchNorm statistics frozen from epoch {epoch} on ({frozen} layers)")
         start, total_loss, seen = time.perf_counter(), 0.0, 0
         epoch_lr = optimizer.param_groups[0]["lr"]
         for x, y in batches(train, batch_size, generator):
@@ -160,7 +185,8 @@ def fit(
             )
         if after_epoch:  # e.g. raise the pruning ratio; validation below sees its effect
             after_epoch(epoch)
-        reestimate_batchnorm(model, train)
+        if not bn_frozen:  # frozen statistics stay what the weights were fine-tuned against
+            reestimate_batchnorm(model, train)
         val_score = validation_score(model, task, val, labels)
         row = {
             "epoch": epoch,
@@ -171,7 +197,8 @@ def fit(
             "stopped": None,
         }
         history.append(row)
-        best = val_score > best_score
+        counts = eligible is None or eligible(epoch)
+        best = counts and val_score > best_score
         if best:
             best_score, best_state, best_epoch = val_score, copy.deepcopy(model.state_dict()), epoch
         elapsed = time.perf_counter() - training_start
@@ -185,8 +212,17 @@ def fit(
                     pct_start=0.15,
                     last_epoch=steps_done - 1,
                 )
+            if on_plan and planned < epochs:
+                on_plan(planned)
         row["stopped"] = stop_reason(
-            epoch, epochs, planned, elapsed, row["seconds"], budget_seconds, best_epoch, patience
+            epoch,
+            epochs,
+            planned,
+            elapsed,
+            row["seconds"],
+            budget_seconds,
+            best_epoch if best_state is not None else epoch,  # patience counts from the first eligible epoch
+            patience,
         )
         left = (
             f", budget {max(0.0, budget_seconds - elapsed):.0f}s left" if budget_seconds is not None else ""
@@ -200,8 +236,48 @@ def fit(
             on_epoch(row)
         if row["stopped"]:
             break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return model, history
+
+
+CONVERGENCE_WARNING = (
+    "FP32 may not have converged (best val at the last epoch): QAT recovery is measured from it"
+)
+
+
+def convergence_warning(history: list[dict], min_delta: float = 0.002) -> str | None:
+    """The warning when the train stage ran out of epochs while still improving: it stopped at max_epochs,
+    its best validation epoch is the last one, and that one beat the previous best by more than min_delta
+    (a single epoch has nothing before it, so it counts as still improving). None otherwise, also for a
+    stop by budget or patience (the budget is the user's choice; patience means it had stopped improving)."""
+    if not history or history[-1].get("stopped") != "max_epochs":
+        return None
+    scores = [float(row["val_score"]) for row in history]
+    previous_best = max(scores[:-1], default=float("-inf"))
+    return CONVERGENCE_WARNING if scores[-1] > previous_best + min_delta else None
+
+
+def read_history(path: str | Path) -> list[dict] | None:
+    """The train stage's per-epoch rows from its CSV (plots/train_history.csv), typed; None if it is absent
+    or not readable as one (the convergence note is advice: it never fails a variant)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return [
+            {
+                **row,
+                "epoch": int(row["epoch"]),
+                "val_score": float(row["val_score"]),
+                "stopped": row.get("stopped") or None,
+            }
+            for row in rows
+        ]
+    except (OSError, KeyError, TypeError, ValueError, csv.Error):
+        return None
 
 
 def planned_epochs(max_epochs: int, budget_seconds: float, epoch_seconds: float) -> int:
