@@ -49,7 +49,7 @@ def _retry_unless_user_error(task, task_run, state) -> bool:  # noqa: ANN001 (Pr
 
 @task(
     retries=1,
-    retry_delay_seconds=2,
+    retry_delay_seconds=10,  # a server that did not answer gets a moment more
     retry_condition_fn=_retry_unless_user_error,
     task_run_name="{stage}",
     cache_policy=NO_CACHE,  # DVC decides what is up to date
@@ -67,7 +67,7 @@ def run_stage(stage: str, project_dir: str) -> float:
             return
         if line.startswith("error: "):  # edgeops' one-line message for bad input (console.fail)
             errors["user"] = line.removeprefix("error: ")
-        elif line.startswith(("internal error: ", "ERROR: ")):
+        elif line.startswith(("internal error: ", "unavailable: ", "ERROR: ")):  # worth a retry
             errors["other"] = errors["other"] or line
         logger.info(line)
 
@@ -100,6 +100,8 @@ def pipeline(project_dir: str = ".") -> dict:
         "PATH": path,
         "PYTHONPATH": python_path.rstrip(os.pathsep),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # progress bars are noise in the stage logs
+        # unattended: ride out a tracking-server restart (~2 min of backoff) instead of failing the stage
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "8"),
         "EDGEOPS_TIMINGS": str(project / STAGE_LOG),
         # every stage of this flow run logs into one MLflow run, which starts when this command did
         live.PIPELINE_ID_ENV: uuid.uuid4().hex,

@@ -17,9 +17,13 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+UNAVAILABLE = 75  # EX_TEMPFAIL: a server did not answer; the same command may work later
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Exit code 2 = bad input or environment (fix and rerun); anything else = a bug or crash."""
-    prefix = "error" if code in (2, 130) else "internal error"
+    """Exit code 2 = bad input or environment (fix and rerun); 75 = a server did not answer (rerun
+    later); anything else = a bug or crash."""
+    prefix = {2: "error", 130: "error", UNAVAILABLE: "unavailable"}.get(code, "internal error")
     print(f"{prefix}: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
 
@@ -29,7 +33,7 @@ def run_main(main: Callable[[], T], fast_exit: bool = False) -> T:
 
     EDGEOPS_DEBUG=1 shows the traceback. fast_exit: after a successful stage whose outputs are all
     written and closed, skip the interpreter's teardown (torch/NNCF/OpenVINO take 1-1.5 s to unload)."""
-    from edgeops.errors import EdgeopsError
+    from edgeops.errors import EdgeopsError, ServiceUnavailable
 
     try:
         result = main()
@@ -42,7 +46,7 @@ def run_main(main: Callable[[], T], fast_exit: bool = False) -> T:
     except EdgeopsError as e:
         if os.environ.get("EDGEOPS_DEBUG"):
             raise
-        fail(str(e))
+        fail(str(e), UNAVAILABLE if isinstance(e, ServiceUnavailable) else 2)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except Exception as e:  # a bug or an unexpected library failure: still one line by default

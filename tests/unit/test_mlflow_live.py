@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from edgeops.config import Params, parse_params
-from edgeops.errors import EdgeopsError
+from edgeops.errors import EdgeopsError, ServiceUnavailable
 from edgeops.registry import live, tracking
 from edgeops.registry.descriptions import model_description, version_description
 from tests.unit.edge_helpers import build_model, image_bytes
@@ -110,8 +110,29 @@ def test_epochs_are_step_metrics(params: Params) -> None:
 def test_unreachable_server_is_one_clear_error(params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     bad = parse_params({"mlflow": {"tracking_uri": "http://127.0.0.1:9"}})
-    with pytest.raises(EdgeopsError, match="cannot reach the MLflow tracking store"):
+    with pytest.raises(ServiceUnavailable, match="cannot reach the MLflow tracking store"):
         live.open_pipeline_run(bad)
+
+
+def test_an_unavailable_server_exits_75_with_its_own_prefix_so_the_flow_retries_the_stage(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeops.console import UNAVAILABLE, run_main
+
+    monkeypatch.delenv("EDGEOPS_DEBUG", raising=False)
+
+    def down() -> None:
+        raise ServiceUnavailable("cannot reach the MLflow tracking store http://x: refused")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(down)
+    assert exit_info.value.code == UNAVAILABLE == 75
+    assert (
+        capsys.readouterr().err == "unavailable: cannot reach the MLflow tracking store http://x: refused\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: (_ for _ in ()).throw(EdgeopsError("bad input")))
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: bad input")
 
 
 def _evaluation(variant: str = "ptq") -> dict:

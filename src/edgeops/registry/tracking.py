@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from edgeops.config import MlflowConfig
-from edgeops.errors import EdgeopsError
+from edgeops.errors import EdgeopsError, ServiceUnavailable
 from edgeops.files import sha256_bytes
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ def mlflow_call(what: str, fn: Callable[[], T]) -> T:
         raise
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise EdgeopsError(
+        raise ServiceUnavailable(
             f"MLflow failed while {what}: {first} (check the tracking server / mlflow.tracking_uri, then rerun: "
             "DVC resumes from the stages already done)"
         ) from None
@@ -86,7 +86,7 @@ def connect(config: MlflowConfig, project_root: Path) -> Any:
     except Exception as e:
         if isinstance(e, EdgeopsError):
             raise
-        raise EdgeopsError(
+        raise ServiceUnavailable(
             f"cannot reach the MLflow tracking store {uri}: {(str(e).splitlines() or [''])[0][:200]} "
             "(start the server or fix mlflow.tracking_uri / MLFLOW_TRACKING_URI)"
         ) from None
