@@ -14,11 +14,11 @@ from collections.abc import Callable
 from edgeops.config import load_params
 from edgeops.console import git_commit, log, run_main
 from edgeops.errors import EdgeopsError
-from edgeops.paths import CHECKPOINT, PREPARED, variant_dir
+from edgeops.paths import CHECKPOINT, PREPARED, TRAIN_HISTORY, variant_dir
 from edgeops.pipeline import compress
 from edgeops.pipeline.export import write_model_dir
 from edgeops.pipeline.prepare import load_split, read_manifest
-from edgeops.pipeline.train import load_checkpoint, seed_everything
+from edgeops.pipeline.train import load_checkpoint, read_history, seed_everything
 from edgeops.registry import live
 from edgeops.runtime import compile_model, core, predict_all
 from edgeops.vision import get_task
@@ -42,7 +42,10 @@ def build(variant: str, on_epoch: Callable[[dict], None] | None = None) -> compr
     if variant == "ptq_ac":
         return compress.ptq_ac(model, size, train, val, settings, seed, log, task, labels)
     if variant == "qat":
-        return compress.qat(model, size, train, val, settings, seed, log, task, labels, batch_size, on_epoch)
+        history = read_history(TRAIN_HISTORY)  # a dvc.yaml dep of compress: the convergence note reads it
+        return compress.qat(
+            model, size, train, val, settings, seed, log, task, labels, batch_size, on_epoch, history
+        )
     if variant == "prune_int8":
         return compress.prune_int8(
             model, size, train, val, settings, seed, log, task, labels, batch_size, on_epoch

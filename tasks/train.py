@@ -1,9 +1,12 @@
-"""Stage `train`: train the task's configured model; keep the best checkpoint by the validation metric.
+"""Stage `train`: train the task's configured model (or each candidate of a list / auto, keeping the best);
+keep the best checkpoint by the validation metric.
 
 Each epoch's loss, validation metric and learning rate go live into the pipeline's MLflow run."""
 
 import csv
 import json
+from collections.abc import Callable
+from dataclasses import asdict
 
 from edgeops.config import load_params
 from edgeops.console import log, run_main
@@ -22,34 +25,47 @@ def main() -> None:
     train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
     run = live.open_pipeline_run(params)
     live.log_dataset(run, manifest, params.data.path)
-    model, history = train_model(
-        params, train, val, manifest["classes"], log, on_epoch=live.epoch_logger(run, task.metric)
-    )
+    several = len(params.candidates()) > 1
+    loggers: dict[str, Callable[[dict], None]] = {}
+
+    def on_epoch(model: str, row: dict) -> None:  # several candidates: each has its own curves
+        if model not in loggers:
+            loggers[model] = live.epoch_logger(run, task.metric, f"{model}_" if several else "")
+        loggers[model](row)
+
+    result = train_model(params, train, val, manifest["classes"], log, on_epoch)
     meta = {
         "task": manifest["task"],
-        "model": params.settings.model,
+        "model": result.kept.model,
         "classes": manifest["classes"],
         "image_size": manifest["image_size"],
         "dataset_fingerprint": manifest["fingerprint"],
     }
-    save_checkpoint(model, CHECKPOINT, meta)
+    save_checkpoint(result.model, CHECKPOINT, meta)
     TRAIN_HISTORY.parent.mkdir(parents=True, exist_ok=True)
-    with open(TRAIN_HISTORY, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+    with open(TRAIN_HISTORY, "w", newline="") as f:  # the kept model's curve
+        writer = csv.DictWriter(f, fieldnames=list(result.history[0]))
         writer.writeheader()
-        writer.writerows(history)
-    best = max(row["val_score"] for row in history)
+        writer.writerows(result.history)
+    best = result.kept.best_val
     TRAIN_METRICS.parent.mkdir(parents=True, exist_ok=True)
     summary = {
         "metric": task.metric,
+        "model": result.kept.model,
         "best_val_score": best,
-        "epochs": len(history),
-        "stopped": history[-1]["stopped"],  # max_epochs, budget or patience
+        "epochs": result.kept.epochs,
+        "stopped": result.kept.stopped,  # max_epochs, budget or patience
     }
+    if several:
+        summary["candidates"] = [asdict(c) for c in result.candidates]
     TRAIN_METRICS.write_text(json.dumps(summary, indent=2))
-    run.log_metrics({f"best_val_{metric_safe(task.metric)}": best, "epochs_trained": float(len(history))})
+    metrics = {f"best_val_{metric_safe(task.metric)}": best, "epochs_trained": float(result.kept.epochs)}
+    if several:
+        metrics |= {f"{c.model}_best_val_{metric_safe(task.metric)}": c.best_val for c in result.candidates}
+        run.set_tags({"model": result.kept.model, "model_candidates": ",".join(params.candidates())})
+    run.log_metrics(metrics)
     run.log_artifact(TRAIN_HISTORY, "training")
-    log(f"train: best val {task.metric} {best:.4f}, checkpoint {CHECKPOINT}")
+    log(f"train: best val {task.metric} {best:.4f} ({result.kept.model}), checkpoint {CHECKPOINT}")
 
 
 if __name__ == "__main__":

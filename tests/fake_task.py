@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from edgeops.images import load_rgb
-from edgeops.vision.base import AnswerOptions, Dataset, Progress, Split, TaskDefaults, VisionTask
+from edgeops.vision.base import AnswerOptions, Dataset, Progress, Recipe, Split, TaskDefaults, VisionTask
 
 MARKER = "BRIGHTNESS"
 
@@ -24,6 +24,7 @@ class BrightnessTask(VisionTask):
     per_class_metric = "closeness"
     models = ("tiny",)
     defaults = TaskDefaults(model="tiny", image_size=16, epochs=4, batch_size=8, lr=0.01)
+    recipes = {"tiny": Recipe(epochs=4, lr=0.01)}
     model_api_type = "Regression"
     output_names = ("brightness",)
 

@@ -41,13 +41,20 @@ class DataConfig(Strict):
 class TaskSettings(Strict):
     """What differs per task: the model, its input size and the training length (params.yaml `by_task`)."""
 
-    model: str
+    model: str | list[str] = Field(
+        description="a zoo model; a list of them or auto (the whole zoo): the train stage trains each and "
+        "keeps the best by the validation metric"
+    )
     image_size: Annotated[int, Field(ge=16, le=1024)] | Literal["auto"] = Field(
         description="model input height = width; auto: the task picks it from the images' sizes (detection)"
     )
-    epochs: int = Field(ge=1)
+    epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        description="training epochs at most; auto: the model's recipe (README 'Model zoo')"
+    )
     batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
+    lr: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        description="peak one-cycle learning rate; auto: the model's recipe"
+    )
 
 
 class TrainConfig(Strict):
@@ -229,8 +236,16 @@ class Params(Strict):
             if name not in task_names():
                 raise ValueError(f"by_task.{name}: unknown task (one of {', '.join(task_names())})")
             zoo = get_task(name).models
-            if settings.model not in zoo:
-                raise ValueError(f"by_task.{name}.model {settings.model!r} is not one of {', '.join(zoo)}")
+            chosen = settings.model if isinstance(settings.model, list) else [settings.model]
+            for model in chosen:
+                if model == "auto" and isinstance(settings.model, list):
+                    raise ValueError(
+                        f"by_task.{name}.model: auto means the whole zoo, it goes alone, not in a list"
+                    )
+                if model not in zoo and model != "auto":
+                    raise ValueError(f"by_task.{name}.model {model!r} is not auto or one of {', '.join(zoo)}")
+            if not chosen:
+                raise ValueError(f"by_task.{name}.model: an empty list (name models, or say auto)")
         return self
 
     @property
@@ -244,6 +259,23 @@ class Params(Strict):
         if self.task in self.by_task:
             return self.by_task[self.task]
         return _default_settings()[self.task]
+
+    def candidates(self) -> list[str]:
+        """The models the train stage trains: the configured one, each of a list, or (auto) the zoo."""
+        from edgeops.vision import get_task
+
+        model = self.settings.model
+        if model == "auto":
+            return list(get_task(self.task).models)
+        return list(dict.fromkeys(model)) if isinstance(model, list) else [model]
+
+    def epochs_and_lr(self, model: str) -> tuple[int, float]:
+        """The task settings' epochs and lr, `auto` replaced by that model's recipe."""
+        from edgeops.vision import get_task
+
+        settings, recipe = self.settings, get_task(self.task).recipes[model]
+        epochs = recipe.epochs if settings.epochs == "auto" else settings.epochs
+        return epochs, recipe.lr if settings.lr == "auto" else settings.lr
 
 
 # keys of earlier params.yaml files and where they live now

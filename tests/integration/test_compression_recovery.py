@@ -139,7 +139,8 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> Splits:
 @pytest.fixture(scope="module")
 def trained(splits: Splits) -> SmallCNN:
     start = time.perf_counter()
-    model, history = train_model(splits.params, splits.train, splits.val, splits.labels, log=_log)
+    result = train_model(splits.params, splits.train, splits.val, splits.labels, log=_log)
+    model, history = result.model, result.history
     FIGURES["train seconds"] = time.perf_counter() - start
     best_val = max(row["val_score"] for row in history)  # the classification metric: accuracy
     # A recovery claim means little against a weak baseline.

@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from edgeops.config import PruneConfig, PtqAcConfig, PtqConfig, QatConfig
-from edgeops.paths import TRAIN_HISTORY
 from edgeops.pipeline.export import float_ir, postprocessor_ops
-from edgeops.pipeline.train import convergence_warning, fit, read_history, seed_everything, validation_score
+from edgeops.pipeline.train import convergence_warning, fit, seed_everything, validation_score
 from edgeops.runtime import core, predict_all
 from edgeops.vision import Split, VisionTask
 from edgeops.vision.preprocess import normalize
@@ -218,11 +217,9 @@ def qat(
     Fine-tuning follows the training rules (fit): epochs at most, within config.budget_seconds, early
     stopping with config.patience, the best validation epoch kept; BatchNorm statistics are frozen after
     config.freeze_bn_after_epochs epochs. batch_size: the training batch size (train.batch_size), which
-    bounds the fine-tuning memory. train_history: the train stage's rows (default: plots/train_history.csv
-    when present); when they say FP32 was still improving at its last epoch, a note says so (no block)."""
+    bounds the fine-tuning memory. train_history: the train stage's rows, if known; when they say FP32 was
+    still improving at its last epoch, a note says so (no block)."""
     notes = []
-    if train_history is None:
-        train_history = read_history(TRAIN_HISTORY)
     warning = convergence_warning(train_history) if train_history else None
     if warning:
         notes.append(warning)

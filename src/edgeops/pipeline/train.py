@@ -7,6 +7,7 @@ import csv
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -326,37 +327,118 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     return model, meta
 
 
+@dataclass
+class Candidate:
+    """One model the train stage trained: its best validation score and how its training went."""
+
+    model: str
+    best_val: float
+    parameters: int
+    epochs: int
+    seconds: float
+    stopped: str
+
+
+@dataclass
+class Trained:
+    """The train stage's result: the kept candidate's model and epochs, and every candidate."""
+
+    model: nn.Module
+    history: list[dict]
+    kept: Candidate
+    candidates: list[Candidate]
+
+
+def pick_candidate(candidates: list[Candidate]) -> int:
+    """The index of the best candidate by validation score; a tie goes to the smaller model."""
+    return max(range(len(candidates)), key=lambda i: (candidates[i].best_val, -candidates[i].parameters))
+
+
+def candidate_budget(total: float | None, spent: float, left: int) -> float | None:
+    """A candidate's share of the train stage's budget: what is left, split evenly between the candidates
+    still to train (time a candidate saved by stopping early goes to the next ones)."""
+    if total is None:
+        return None
+    return max(1.0, (total - spent) / max(1, left))
+
+
+def _for_candidate(on_epoch: Callable[[str, dict], None] | None, model: str) -> Callable[[dict], None] | None:
+    return None if on_epoch is None else lambda row: on_epoch(model, row)
+
+
 def train_model(
     params: Params,
     train: Split,
     val: Split,
     labels: list[str],
     log: Callable[[str], None] = print,
-    on_epoch: Callable[[dict], None] | None = None,
-) -> tuple[nn.Module, list[dict]]:
+    on_epoch: Callable[[str, dict], None] | None = None,
+) -> Trained:
+    """Train every candidate model (params.candidates(): one unless the model is a list or auto) within
+    train.budget_seconds shared between them; the best one by validation score is kept.
+
+    on_epoch(model, row) gets each epoch of each candidate as soon as it is validated."""
     task, settings = get_task(params.task), params.settings
-    seed_everything(params.seed, params.train.num_threads)
-    model = task.build_model(settings.model, len(labels), params.train.pretrained)
+    names = params.candidates()
     start = "ImageNet weights" if params.train.pretrained else "scratch"
-    log(
-        f"train: {params.task} {settings.model} from {start} at {train.images.shape[1]}px, "
-        f"{len(labels)} classes, {len(train)} train images, {settings.epochs} epochs at most"
-        + (f" within {params.train.budget_seconds:.0f}s" if params.train.budget_seconds else "")
-    )
-    return fit(
-        model,
-        task,
-        labels,
-        train,
-        val,
-        epochs=settings.epochs,
-        lr=settings.lr,
-        batch_size=settings.batch_size,
-        seed=params.seed,
-        weight_decay=params.train.weight_decay,
-        augment=params.train.augment,
-        log=log,
-        on_epoch=on_epoch,
-        budget_seconds=params.train.budget_seconds,
-        patience=params.train.patience,
+    budget = params.train.budget_seconds
+    if len(names) > 1:
+        log(
+            f"train: {len(names)} candidates ({', '.join(names)})"
+            + (f" sharing {budget:.0f}s" if budget else "")
+            + f"; the best val {task.metric} is kept"
+        )
+    trained: list[tuple[nn.Module, list[dict]]] = []
+    candidates: list[Candidate] = []
+    stage_start = time.perf_counter()
+    for i, name in enumerate(names):
+        seed_everything(params.seed, params.train.num_threads)
+        model = task.build_model(name, len(labels), params.train.pretrained)
+        epochs, lr = params.epochs_and_lr(name)
+        share = candidate_budget(budget, time.perf_counter() - stage_start, len(names) - i)
+        log(
+            f"train: {params.task} {name} from {start} at {train.images.shape[1]}px, "
+            f"{len(labels)} classes, {len(train)} train images, {epochs} epochs at most, lr {lr:g}"
+            + (f" within {share:.0f}s" if share else "")
+        )
+        began = time.perf_counter()
+        model, history = fit(
+            model,
+            task,
+            labels,
+            train,
+            val,
+            epochs=epochs,
+            lr=lr,
+            batch_size=settings.batch_size,
+            seed=params.seed,
+            weight_decay=params.train.weight_decay,
+            augment=params.train.augment,
+            log=log,
+            tag="train" if len(names) == 1 else f"train {name}",
+            on_epoch=_for_candidate(on_epoch, name),
+            budget_seconds=share,
+            patience=params.train.patience,
+        )
+        trained.append((model, history))
+        candidates.append(
+            Candidate(
+                model=name,
+                best_val=max(row["val_score"] for row in history),
+                parameters=sum(p.numel() for p in model.parameters()),
+                epochs=len(history),
+                seconds=time.perf_counter() - began,
+                stopped=history[-1]["stopped"],
+            )
+        )
+    best = pick_candidate(candidates)
+    if len(names) > 1:
+        for c in candidates:
+            log(
+                f"train: {c.model:<20} val {task.metric} {c.best_val:.4f}  {c.parameters / 1e6:.2f}M params  "
+                f"{c.epochs} epochs in {c.seconds:.0f}s ({c.stopped})"
+                + ("  <- kept" if c is candidates[best] else "")
+            )
+    return Trained(
+        model=trained[best][0], history=trained[best][1], kept=candidates[best], candidates=candidates
     )

@@ -173,16 +173,17 @@ def _start(client: Any, params: Params, experiment_id: str, owner: str, root: Pa
 
     commit = git_commit() or "unknown"
     driver = "edgeops run" if os.environ.get(PIPELINE_ID_ENV) else "dvc repro"
+    model = ",".join(params.candidates())  # the train stage sets the kept one when there are several
     tags = {
         "mlflow.source.name": driver,
         "mlflow.source.type": "LOCAL",
         "mlflow.source.git.commit": commit,
         "mlflow.user": _user(),
-        "mlflow.note.content": f"edgeops pipeline run ({driver}): {params.task}, {params.settings.model}, "
+        "mlflow.note.content": f"edgeops pipeline run ({driver}): {params.task}, {model}, "
         f"data {params.data.path}",
         "edgeops.kind": "pipeline",
         "task": params.task,
-        "model": params.settings.model,
+        "model": model,
         "data_path": params.data.path,
         "git_commit": commit,
     }

@@ -72,8 +72,17 @@ class TaskDefaults:
 
     model: str
     image_size: int | str  # a size, or "auto": `input_size` picks it from the dataset
-    epochs: int
+    epochs: int | str  # a number, or "auto": the model's recipe
     batch_size: int
+    lr: float | str  # a number, or "auto": the model's recipe
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a zoo model trains when params.yaml says `epochs: auto` / `lr: auto`: the epochs it needs to
+    converge (a maximum when train.budget_seconds is set) and its peak one-cycle learning rate."""
+
+    epochs: int
     lr: float
 
 
@@ -85,6 +94,7 @@ class VisionTask:
     per_class_metric: ClassVar[str]  # what `score` reports per class, e.g. "accuracy", "IoU"
     models: ClassVar[tuple[str, ...]]  # the model zoo names for params.yaml
     defaults: ClassVar[TaskDefaults]
+    recipes: ClassVar[dict[str, Recipe]]  # every model of the zoo: its measured training defaults
     model_api_type: ClassVar[str]  # OpenVINO Model API `model_type`
     output_names: ClassVar[tuple[str, ...]]  # the IR's output tensor names, in order
 

@@ -14,6 +14,7 @@ from edgeops.vision.base import (
     Dataset,
     Progress,
     Raw,
+    Recipe,
     Split,
     TaskDefaults,
     VisionTask,
@@ -31,7 +32,13 @@ class ClassificationTask(VisionTask):
     metric = "accuracy"
     per_class_metric = "accuracy"
     models = ("small_cnn", "mobilenet_v3_small", "resnet18")
-    defaults = TaskDefaults(model="small_cnn", image_size=32, epochs=8, batch_size=64, lr=3e-3)
+    defaults = TaskDefaults(model="small_cnn", image_size=32, epochs="auto", batch_size=64, lr="auto")
+    # measured on the digits demo and a cluttered-digits set (README "Model zoo")
+    recipes = {
+        "small_cnn": Recipe(epochs=8, lr=3e-3),
+        "mobilenet_v3_small": Recipe(epochs=30, lr=3e-3),
+        "resnet18": Recipe(epochs=15, lr=3e-3),
+    }
     model_api_type = "Classification"
     output_names = ("logits",)
 

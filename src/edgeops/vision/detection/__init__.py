@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeops.images import load_rgb, printable, unreadable_reason
-from edgeops.vision.base import AnswerOptions, Dataset, Progress, Raw, Split, TaskDefaults, VisionTask
+from edgeops.vision.base import (
+    AnswerOptions,
+    Dataset,
+    Progress,
+    Raw,
+    Recipe,
+    Split,
+    TaskDefaults,
+    VisionTask,
+)
 from edgeops.vision.detection.dataset import BoxSample, detect_layout, scan_detection, split_detection
 from edgeops.vision.detection.metrics import detection_metrics
 from edgeops.vision.detection.render import boxes_in_original_pixels, draw_boxes
@@ -28,6 +37,8 @@ class DetectionTask(VisionTask):
     per_class_metric = "AP"
     models = ("centernet", "centernet_small", "centernet_wide")  # models.MODELS (that module imports torch)
     defaults = TaskDefaults(model="centernet", image_size="auto", epochs=40, batch_size=8, lr=3e-3)
+    # the task's long-standing defaults for every model: not yet measured per model
+    recipes = {name: Recipe(epochs=40, lr=3e-3) for name in models}
     model_api_type = "ssd"  # Model API's SSD wrapper reads `boxes` [1,K,5] + `labels` [1,K]
     output_names = ("boxes", "labels")
 

@@ -1,0 +1,132 @@
+"""Per-model recipes (`epochs: auto`, `lr: auto`) and the train stage's candidates (a list of models, or
+auto): each trains within its share of train.budget_seconds and the best by validation score is kept."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgeops.config import parse_params
+from edgeops.errors import EdgeopsError
+from edgeops.pipeline import train as train_module
+from edgeops.pipeline.train import Candidate, candidate_budget, pick_candidate, train_model
+from edgeops.vision import get_task, task_names
+from tests.unit.test_batchnorm_reestimation import LABELS, _shapes_split
+from tests.unit.test_finetune_rules import _fake_epochs
+
+ROOT_PARAMS = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+
+
+def _params(**classification) -> dict:
+    raw = yaml.safe_load(yaml.safe_dump(ROOT_PARAMS))
+    raw["by_task"]["classification"].update(classification)
+    return raw
+
+
+@pytest.mark.parametrize("task", task_names())
+def test_every_model_of_every_task_has_a_recipe(task: str) -> None:
+    vision = get_task(task)
+    assert set(vision.recipes) == set(vision.models)
+    assert all(r.epochs >= 1 and r.lr > 0 for r in vision.recipes.values())
+
+
+def test_auto_epochs_and_lr_come_from_the_model_recipe_and_numbers_win() -> None:
+    params = parse_params(_params(model="mobilenet_v3_small", epochs="auto", lr="auto"))
+    recipe = get_task("classification").recipes["mobilenet_v3_small"]
+    assert params.epochs_and_lr("mobilenet_v3_small") == (recipe.epochs, recipe.lr)
+    assert recipe != get_task("classification").recipes["small_cnn"]  # the model decides, not the task
+    params = parse_params(_params(model="mobilenet_v3_small", epochs=5, lr=0.01))
+    assert params.epochs_and_lr("mobilenet_v3_small") == (5, 0.01)
+
+
+def test_candidates_of_a_model_a_list_and_auto() -> None:
+    zoo = list(get_task("classification").models)
+    assert parse_params(_params(model="resnet18")).candidates() == ["resnet18"]
+    listed = parse_params(_params(model=["resnet18", "small_cnn", "resnet18"]))
+    assert listed.candidates() == ["resnet18", "small_cnn"]
+    assert parse_params(_params(model="auto")).candidates() == zoo
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("nope", "'nope' is not auto or one of small_cnn"),
+        (["small_cnn", "auto"], "auto means the whole zoo"),
+        ([], "an empty list"),
+        ("small_cnn", None),
+    ],
+)
+def test_bad_models_are_named_in_one_line(model, message) -> None:
+    if message is None:
+        parse_params(_params(model=model))
+        return
+    with pytest.raises(EdgeopsError, match=message) as e:
+        parse_params(_params(model=model))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("bad", [{"epochs": "many"}, {"epochs": 0}, {"lr": "fast"}, {"lr": 0}])
+def test_bad_epochs_or_lr_is_an_error(bad) -> None:
+    with pytest.raises(EdgeopsError, match="by_task.classification"):
+        parse_params(_params(**bad))
+
+
+def _candidate(model: str, val: float, parameters: int) -> Candidate:
+    return Candidate(
+        model=model, best_val=val, parameters=parameters, epochs=3, seconds=1.0, stopped="max_epochs"
+    )
+
+
+def test_pick_candidate_takes_the_best_score_and_a_tie_goes_to_the_smaller_model() -> None:
+    assert pick_candidate([_candidate("a", 0.80, 10), _candidate("b", 0.85, 1000)]) == 1
+    assert pick_candidate([_candidate("big", 0.85, 1000), _candidate("small", 0.85, 10)]) == 1
+    assert pick_candidate([_candidate("small", 0.85, 10), _candidate("big", 0.85, 1000)]) == 0
+    assert pick_candidate([_candidate("only", 0.1, 5)]) == 0
+
+
+def test_candidate_budget_splits_what_is_left() -> None:
+    assert candidate_budget(None, 50, 2) is None
+    assert candidate_budget(300, 0, 3) == 100
+    assert candidate_budget(300, 60, 2) == 120  # the first one stopped early: the rest share its savings
+    assert candidate_budget(300, 400, 1) == 1.0  # overrun: the last one still gets an epoch
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_candidates_share_one_budget_and_never_overrun_it_by_more_than_an_epoch_each(
+    seed: int, monkeypatch
+) -> None:
+    """The real train_model on a fake clock: every candidate's epochs take random times."""
+    rng = random.Random(seed)
+    clock = _fake_epochs(monkeypatch, [rng.uniform(1, 15) for _ in range(200)])
+    budget = rng.uniform(20, 80)
+    raw = _params(model=["small_cnn", "mobilenet_v3_small"], epochs=6, image_size=32)
+    raw["train"]["budget_seconds"] = budget
+    params = parse_params(raw)
+    data = _shapes_split(6, 32, seed=0)
+    start, lines = clock.now, []
+    result = train_model(params, data, data, LABELS, lines.append)
+    assert [c.model for c in result.candidates] == ["small_cnn", "mobilenet_v3_small"]
+    longest = max(r["seconds"] for r in result.history) if result.history else 0
+    assert clock.now - start <= budget + 2 * max(15.0, longest)
+    assert result.kept is result.candidates[pick_candidate(result.candidates)]
+    assert any("<- kept" in line for line in lines)
+
+
+def test_one_model_trains_as_before_with_its_recipe(monkeypatch) -> None:
+    seen = {}
+    real_fit = train_module.fit
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_fit(*args, **{**kwargs, "epochs": 1})
+
+    monkeypatch.setattr(train_module, "fit", spy)
+    params = parse_params(_params(model="small_cnn", epochs="auto", lr="auto", image_size=16))
+    data = _shapes_split(6, 16, seed=0)
+    result = train_model(params, data, data, LABELS, lambda _: None)
+    recipe = get_task("classification").recipes["small_cnn"]
+    assert (seen["epochs"], seen["lr"], seen["tag"]) == (recipe.epochs, recipe.lr, "train")
+    assert result.kept.model == "small_cnn" and len(result.candidates) == 1
