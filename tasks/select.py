@@ -5,7 +5,16 @@ import json
 from edgeops.config import load_params
 from edgeops.console import log, run_main
 from edgeops.errors import EdgeopsError
-from edgeops.paths import PARETO_PLOT, PREPARED, REPORT, SELECTION, SUMMARY, variant_metrics, variant_pictures
+from edgeops.paths import (
+    PARETO_PLOT,
+    PREPARED,
+    REPORT,
+    SELECTION,
+    SUMMARY,
+    TRAIN_METRICS,
+    variant_metrics,
+    variant_pictures,
+)
 from edgeops.pipeline.prepare import read_manifest
 from edgeops.pipeline.report import markdown, pareto_plot, speedup
 from edgeops.pipeline.selection import LATENCY_HINT, Candidate, candidates, choose, pareto_front
@@ -62,7 +71,8 @@ def main() -> None:
         for v in variants
         if variant_pictures(v).is_dir()
     }
-    REPORT.write_text(markdown(task, results, cands, chosen, front, PARETO_PLOT.name, pictures))
+    training = json.loads(TRAIN_METRICS.read_text()) if TRAIN_METRICS.exists() else None
+    REPORT.write_text(markdown(task, results, cands, chosen, front, PARETO_PLOT.name, pictures, training))
     selection = {
         "selected": chosen.variant if chosen else None,
         "task": task.name,

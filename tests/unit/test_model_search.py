@@ -130,3 +130,30 @@ def test_one_model_trains_as_before_with_its_recipe(monkeypatch) -> None:
     recipe = get_task("classification").recipes["small_cnn"]
     assert (seen["epochs"], seen["lr"], seen["tag"]) == (recipe.epochs, recipe.lr, "train")
     assert result.kept.model == "small_cnn" and len(result.candidates) == 1
+
+
+def test_report_names_the_model_and_why_the_other_candidates_lost() -> None:
+    from edgeops.pipeline.report import training_section
+
+    training = {
+        "model": "small_cnn",
+        "best_val_score": 0.85,
+        "epochs": 8,
+        "stopped": "max_epochs",
+        "candidates": [
+            {"model": "small_cnn", "best_val": 0.85, "parameters": 288_000, "epochs": 8, "seconds": 50.0,
+             "stopped": "max_epochs"},
+            {"model": "mobilenet_v3_small", "best_val": 0.70, "parameters": 1_500_000, "epochs": 12,
+             "seconds": 120.0, "stopped": "budget"},
+            {"model": "resnet18", "best_val": 0.85, "parameters": 11_000_000, "epochs": 5, "seconds": 130.0,
+             "stopped": "budget"},
+        ],
+    }  # fmt: skip
+    text = "\n".join(training_section("accuracy", training))
+    assert "Every variant comes from `small_cnn`" in text
+    assert "| small_cnn | 0.29 | 0.8500 | 8 | 50 | max_epochs | **kept** |" in text
+    assert "| mobilenet_v3_small | 1.50 | 0.7000 | 12 | 120 | budget | val -0.1500 |" in text
+    assert "| resnet18 | 11.00 | 0.8500 | 5 | 130 | budget | tie: larger model |" in text
+    single = {k: v for k, v in training.items() if k != "candidates"}
+    assert "candidates" not in "\n".join(training_section("accuracy", single))
+    assert training_section("accuracy", {}) == []

@@ -89,7 +89,9 @@ def test_model_must_belong_to_its_task(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text(
         "by_task:\n  segmentation: {model: resnet18, image_size: 64, epochs: 1, batch_size: 2, lr: 0.1}\n"
     )
-    with pytest.raises(EdgeopsError, match="by_task.segmentation.model 'resnet18' is not auto or one of unet"):
+    with pytest.raises(
+        EdgeopsError, match="by_task.segmentation.model 'resnet18' is not auto or one of unet"
+    ):
         load_params(tmp_path / "params.yaml")
 
 

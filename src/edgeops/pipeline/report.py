@@ -20,6 +20,39 @@ def speedup(results: dict[str, dict], variant: str) -> float | None:
     return ref["benchmark"]["f32"]["latency_ms_p50"] / r["benchmark"][LATENCY_HINT]["latency_ms_p50"]
 
 
+def training_section(metric: str, training: dict) -> list[str]:
+    """Which model every variant comes from; with several candidates, all of them and why the others lost."""
+    if not training.get("model"):
+        return []
+    lines = [
+        "",
+        f"Every variant comes from `{training['model']}` (best val {metric} "
+        f"{training['best_val_score']:.4f}, {training['epochs']} epochs, stopped: {training['stopped']}).",
+    ]
+    candidates = training.get("candidates") or []
+    if len(candidates) < 2:
+        return lines
+    best = max(c["best_val"] for c in candidates)
+    lines += [
+        "",
+        "## Model candidates (train stage: the best FP32 val score is kept, a tie goes to the smaller model)",
+        "",
+        f"| model | params (M) | best val {metric} | epochs | seconds | stopped | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in candidates:
+        why = (
+            "**kept**"
+            if c["model"] == training["model"]
+            else (f"val {c['best_val'] - best:+.4f}" if c["best_val"] < best else "tie: larger model")
+        )
+        lines.append(
+            f"| {c['model']} | {c['parameters'] / 1e6:.2f} | {c['best_val']:.4f} | {c['epochs']} "
+            f"| {c['seconds']:.0f} | {c['stopped']} | {why} |"
+        )
+    return lines
+
+
 def markdown(
     task: VisionTask,
     results: dict[str, dict],
@@ -28,8 +61,10 @@ def markdown(
     front: list[str],
     plot: str,
     pictures: dict[str, list[str]] | None = None,
+    training: dict | None = None,
 ) -> str:
-    """pictures: variant -> the task's pictures of its test results, as links relative to the report."""
+    """pictures: variant -> the task's pictures of its test results, as links relative to the report;
+    training: the train stage's metrics/train.json (the model, and every candidate when there were several)."""
     hw: dict = next((r["hardware"] for r in results.values() if "hardware" in r), {})
     lines = [
         f"# Compression report ({task.name}, score = test {task.metric} through OpenVINO)",
@@ -72,6 +107,7 @@ def markdown(
         lines += task.report_sections(results, chosen.variant)
     else:
         lines.append("**No variant passes every gate**: relax `gates` in params.yaml or improve the model.")
+    lines += training_section(task.metric, training or {})
     lines += ["", f"![{task.metric} vs latency]({plot})", ""]
     shown = [
         v for v in dict.fromkeys(["fp32", chosen.variant if chosen else "fp32"]) if (pictures or {}).get(v)
