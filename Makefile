@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
 
-.PHONY: help setup run run-segmentation run-detection test test-unit lint format bench ui prefect-ui repro clean up down
+.PHONY: help setup run run-segmentation run-detection test test-unit lint format bench bench-zoo ui prefect-ui repro clean up down
 .DEFAULT_GOAL := help
 
 help: ## show this help
@@ -57,6 +57,10 @@ lint: setup ## ruff (lint + format check) and mypy on src/
 format: setup ## apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix src tasks flows tests bench
 	$(BIN)/ruff format src tasks flows tests bench
+
+bench-zoo: setup ## every classification model with its recipe on DATA (default: the digits demo) at SIZE px: train time, val, fp32/ptq/qat test top-1 -> bench/zoo_results.json
+	@test -d "$(or $(DATA),data/demo)" || $(BIN)/dvc repro demo
+	$(PY) bench/zoo.py $(or $(DATA),data/demo) --size $(or $(SIZE),32)
 
 bench: setup ## benchmark resnet18, mobilenet_v3_small, the segmentation U-Net, the detector, SSDLite (FP32 f32 + default, FP16, INT8) -> bench/results.json
 	$(PY) bench/run.py --with-bare
