@@ -237,7 +237,10 @@ def test_patience_counts_only_eligible_epochs_and_keeps_an_eligible_one() -> Non
     [
         ([0.5, 0.6, 0.7], "max_epochs", True),  # still improving at the last epoch
         ([0.5, 0.7, 0.7], "max_epochs", False),  # the last epoch ties the best: converged enough
-        ([0.5, 0.7, 0.701], "max_epochs", False),  # better by less than the delta
+        ([0.5, 0.7, 0.704], "max_epochs", False),  # better by less than the delta
+        # MobileNet after 8 epochs: its best was the 7th, still climbing (the last quarter is 2 epochs)
+        ([0.12, 0.2, 0.3, 0.45, 0.55, 0.62, 0.68, 0.672], "max_epochs", True),
+        ([0.12, 0.2, 0.3, 0.45, 0.55, 0.68, 0.683, 0.679], "max_epochs", False),  # flat at the end
         ([0.5, 0.7, 0.6], "max_epochs", False),  # the best was earlier
         ([0.5, 0.6, 0.7], "budget", False),  # the user's budget: not a max-epochs stop
         ([0.5, 0.6, 0.7], "patience", False),

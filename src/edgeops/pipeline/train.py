@@ -244,20 +244,22 @@ def fit(
 
 
 CONVERGENCE_WARNING = (
-    "FP32 may not have converged (best val at the last epoch): QAT recovery is measured from it"
+    "FP32 may not have converged (still improving at its last epochs): QAT recovery is measured from it"
 )
 
 
-def convergence_warning(history: list[dict], min_delta: float = 0.002) -> str | None:
-    """The warning when the train stage ran out of epochs while still improving: it stopped at max_epochs,
-    its best validation epoch is the last one, and that one beat the previous best by more than min_delta
-    (a single epoch has nothing before it, so it counts as still improving). None otherwise, also for a
-    stop by budget or patience (the budget is the user's choice; patience means it had stopped improving)."""
+def convergence_warning(history: list[dict], min_delta: float = 0.005) -> str | None:
+    """The warning when the train stage ran out of epochs while still improving: it stopped at max_epochs
+    and the best validation score of its last quarter of epochs (at least the last one) beats every epoch
+    before by more than min_delta (a single epoch has nothing before it, so it counts as still improving).
+    None otherwise, also for a stop by budget or patience (the budget is the user's choice; patience means
+    it had stopped improving)."""
     if not history or history[-1].get("stopped") != "max_epochs":
         return None
     scores = [float(row["val_score"]) for row in history]
-    previous_best = max(scores[:-1], default=float("-inf"))
-    return CONVERGENCE_WARNING if scores[-1] > previous_best + min_delta else None
+    recent = max(1, len(scores) // 4)
+    before = max(scores[:-recent], default=float("-inf"))
+    return CONVERGENCE_WARNING if max(scores[-recent:]) > before + min_delta else None
 
 
 def read_history(path: str | Path) -> list[dict] | None:
