@@ -35,7 +35,7 @@ class ClassificationTask(VisionTask):
     defaults = TaskDefaults(model="small_cnn", image_size=32, epochs="auto", batch_size=64, lr="auto")
     # measured on the digits demo and a cluttered-digits set (README "Model zoo")
     recipes = {
-        "small_cnn": Recipe(epochs=8, lr=3e-3),
+        "small_cnn": Recipe(epochs=16, lr=3e-3),
         "mobilenet_v3_small": Recipe(epochs=30, lr=3e-3),
         "resnet18": Recipe(epochs=15, lr=3e-3),
     }
