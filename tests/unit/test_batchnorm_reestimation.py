@@ -44,17 +44,37 @@ def test_running_statistics_become_the_average_over_train_batches():
     torch.manual_seed(0)
     model = build_model("mobilenet_v3_small", 2).eval()
     first_conv, first_bn = model.features[0][0], model.features[0][1]
-    data = _shapes_split(8, 32, seed=0)  # 16 images: two batches of 8, plus a single image skipped
+    data = _shapes_split(8, 32, seed=0)  # 17 images: two batches of 8, plus a single image skipped
     data = Split(np.concatenate([data.images, data.images[:1]]), np.concatenate([data.targets, [0]]))
     assert reestimate_batchnorm(model, data, batch_size=8)
+    # the batches are a fixed random sample (a split may be in class order)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0)).numpy()
     with torch.no_grad():
-        a, b = (first_conv(normalize(torch.from_numpy(data.images[i : i + 8]))) for i in (0, 8))
+        a, b = (first_conv(normalize(torch.from_numpy(data.images[order[i : i + 8]]))) for i in (0, 8))
     expected_mean = (a.mean((0, 2, 3)) + b.mean((0, 2, 3))) / 2
     expected_var = (a.transpose(0, 1).flatten(1).var(1) + b.transpose(0, 1).flatten(1).var(1)) / 2
     torch.testing.assert_close(first_bn.running_mean, expected_mean, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(first_bn.running_var, expected_var, rtol=1e-4, atol=1e-5)
     assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     assert not model.training
+
+
+def test_a_capped_sample_comes_from_every_class_of_a_class_ordered_split():
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 2).eval()
+    data = _shapes_split(64, 16, seed=0)  # class 0, then class 1
+    seen: list[torch.Tensor] = []
+    model.features[0].register_forward_pre_hook(
+        lambda _, inputs: seen.append(inputs[0]) if model.training else None
+    )
+    assert reestimate_batchnorm(model, data, batch_size=16, max_images=32)
+    assert sum(len(x) for x in seen) == 32  # two batches, then it stops
+    sampled = {tuple(x.flatten()[:20].tolist()) for x in torch.cat(seen)}
+    classes = {
+        int(data.targets[i]) for i in range(len(data))
+        if tuple(normalize(torch.from_numpy(data.images[i : i + 1])).flatten()[:20].tolist()) in sampled
+    }  # fmt: skip
+    assert classes == {0, 1}
 
 
 def test_model_without_batchnorm_is_left_alone():
