@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from edgeops.console import process_seconds
 from edgeops.errors import EdgeopsError
 from edgeops.orchestration.dvc_worker import DvcWorker
-from edgeops.orchestration.dvcgraph import FINAL_STAGE, stage_order
+from edgeops.orchestration.dvcgraph import stage_order
 from edgeops.orchestration.prefect_local import TemporaryServer
 from edgeops.registry import live
 
@@ -89,7 +89,7 @@ def pipeline(project_dir: str = ".") -> dict:
     wall_start = time.perf_counter()
     (project / TIMINGS).parent.mkdir(parents=True, exist_ok=True)
     (project / STAGE_LOG).unlink(missing_ok=True)
-    stages = stage_order(project, target=FINAL_STAGE)
+    stages = stage_order(project)
     # dvc.yaml says `python`: make it this environment's interpreter even if the venv is not activated
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     # the stages import the project's own code (a worker's workspace may hold another commit than the

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from edgeops.config import load_params
-from edgeops.orchestration.dvcgraph import FINAL_STAGE, stage_order
+from edgeops.orchestration.dvcgraph import stage_order
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGEOPS = Path(sys.executable).parent / "edgeops"
@@ -27,19 +27,6 @@ def test_flow_stages_are_dvc_stages_in_dependency_order():
     for v in variants:
         assert position["train"] < position[f"compress@{v}"] < position[f"evaluate@{v}"] < position["select"]
     assert position["select"] < position["register"]
-
-
-def test_a_run_makes_the_demo_data_only_when_it_trains_on_them(tmp_path):
-    assert stage_order(ROOT, target=FINAL_STAGE) == stage_order(ROOT)  # params.yaml trains on data/demo
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["data"]["path"] = "data/mine"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
-    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
-    everything = stage_order(tmp_path)
-    needed = stage_order(tmp_path, target=FINAL_STAGE)
-    assert "demo" in everything and set(needed) == set(everything) - {"demo"}
-    assert needed == [s for s in everything if s != "demo"]  # the same order
 
 
 def test_every_stage_command_is_a_task_module():

@@ -6,13 +6,9 @@ from pathlib import Path
 
 from edgeops.errors import EdgeopsError
 
-FINAL_STAGE = "register"  # a pipeline run makes what this needs (the demo data only when it trains on them)
 
-
-def stage_order(root: str | Path = ".", target: str | None = None) -> list[str]:
-    """Stage addresses (e.g. `compress@ptq`) with every dependency before its dependents; with a target
-    that dvc.yaml has, only it and the stages it depends on (e.g. the demo data's stage only when training
-    on it)."""
+def stage_order(root: str | Path = ".") -> list[str]:
+    """Stage addresses (e.g. `compress@ptq`) with every dependency before its dependents."""
     import networkx as nx
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
@@ -21,9 +17,6 @@ def stage_order(root: str | Path = ".", target: str | None = None) -> list[str]:
     try:
         with Repo(str(root)) as repo:
             graph = repo.index.graph  # edges point from a stage to the stages it depends on
-            ends = [s for s in graph if isinstance(s, PipelineStage) and s.name == target]
-            if ends:
-                graph = graph.subgraph({ends[0], *nx.descendants(graph, ends[0])})
             ordered = list(reversed(list(nx.topological_sort(graph))))
             return [stage.name for stage in ordered if isinstance(stage, PipelineStage)]
     except DvcException as e:
