@@ -34,16 +34,14 @@ def measure(params, size: int, train, val, test, labels: list[str]) -> dict:  # 
     from edgeops.vision import get_task
 
     task, quiet = get_task("classification"), lambda _: None
-    model_name = params.settings.model
-    epochs, lr = params.epochs_and_lr(model_name)
     start = time.perf_counter()
     trained = train_model(params, train, val, labels, log=quiet)
     row = {
-        "model": model_name,
+        "model": trained.kept.model,
         "size": size,
         "seed": params.seed,
-        "epochs": epochs,
-        "lr": lr,
+        "epochs": trained.kept.max_epochs,
+        "lr": trained.kept.lr,
         "train_seconds": round(time.perf_counter() - start, 1),
         "epochs_trained": trained.kept.epochs,
         "best_val": round(trained.kept.best_val, 4),

@@ -64,9 +64,8 @@ def main() -> None:
         metrics |= {f"{c.model}_best_val_{metric_safe(task.metric)}": c.best_val for c in result.candidates}
         run.set_tags({"model": result.kept.model, "model_candidates": ",".join(params.candidates())})
     run.log_metrics(metrics)
-    recipes = {m: params.epochs_and_lr(m) for m in params.candidates()}  # what `auto` became per model
-    run.log_params({f"trained.{m}.epochs": epochs for m, (epochs, _) in recipes.items()})
-    run.log_params({f"trained.{m}.lr": lr for m, (_, lr) in recipes.items()})
+    run.log_params({f"trained.{c.model}.epochs": c.max_epochs for c in result.candidates})
+    run.log_params({f"trained.{c.model}.lr": c.lr for c in result.candidates})
     run.log_artifact(TRAIN_HISTORY, "training")
     log(f"train: best val {task.metric} {best:.4f} ({result.kept.model}), checkpoint {CHECKPOINT}")
 

@@ -76,8 +76,9 @@ def test_bad_epochs_or_lr_is_an_error(bad) -> None:
 
 def _candidate(model: str, val: float, parameters: int) -> Candidate:
     return Candidate(
-        model=model, best_val=val, parameters=parameters, epochs=3, seconds=1.0, stopped="max_epochs"
-    )
+        model=model, best_val=val, parameters=parameters, epochs=3, seconds=1.0, stopped="max_epochs",
+        max_epochs=3, lr=1e-3,
+    )  # fmt: skip
 
 
 def test_pick_candidate_takes_the_best_score_and_a_tie_goes_to_the_smaller_model() -> None:
@@ -130,6 +131,7 @@ def test_one_model_trains_as_before_with_its_recipe(monkeypatch) -> None:
     recipe = get_task("classification").recipes["small_cnn"]
     assert (seen["epochs"], seen["lr"], seen["tag"]) == (recipe.epochs, recipe.lr, "train")
     assert result.kept.model == "small_cnn" and len(result.candidates) == 1
+    assert (result.kept.max_epochs, result.kept.lr) == (recipe.epochs, recipe.lr)
 
 
 def test_report_names_the_model_and_why_the_other_candidates_lost() -> None:

@@ -340,6 +340,8 @@ class Candidate:
     epochs: int
     seconds: float
     stopped: str
+    max_epochs: int  # what `epochs: auto` / `lr: auto` became for this model
+    lr: float
 
 
 @dataclass
@@ -432,6 +434,8 @@ def train_model(
                 epochs=len(history),
                 seconds=time.perf_counter() - began,
                 stopped=history[-1]["stopped"],
+                max_epochs=epochs,
+                lr=lr,
             )
         )
     best = pick_candidate(candidates)
