@@ -64,6 +64,47 @@ def test_stages_run_in_one_worker_with_their_output_and_exit_codes(project: Path
     assert worker.proc is None
 
 
+WARM_STAGE = """
+import os, stat, sys
+# imported by the worker before this module ran: it is a fork of the warm worker, not a new interpreter
+print("warm" if "torch" in sys.modules else "cold", sys.argv[1:], os.getcwd() == os.environ["DVC_ROOT"])
+open("w.txt", "w").write(os.environ["EDGEOPS_STAGE"] + " " + os.environ["MARKER"])
+print("stdin", stat.S_ISCHR(os.fstat(0).st_mode), flush=True)  # the worker's stdin (the flow's stage names) is not the stage's
+if sys.argv[1] == "fail":
+    print("error: bad input", file=sys.stderr)
+    sys.exit(2)
+os._exit(0)  # like a stage's fast exit
+"""
+
+
+def test_python_module_stages_run_warm_with_their_own_env_args_and_exit_code(project: Path) -> None:
+    (project / "warm_stage.py").write_text(WARM_STAGE)
+    stages = {
+        "ok": {"cmd": "python -m warm_stage 'two words'", "outs": ["w.txt"]},
+        "bad": {"cmd": "python -m warm_stage fail"},
+    }
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MARKER": "m1"}
+    with DvcWorker(project, env) as worker:
+        lines: list[str] = []
+        assert worker.reproduce("ok", lines.append) == 0
+        assert "warm ['two words'] True" in lines and "stdin True" in lines, lines
+        assert (project / "w.txt").read_text() == "ok m1"
+        failed: list[str] = []
+        assert worker.reproduce("bad", failed.append) == FAILED
+        assert "error: bad input" in failed
+        assert any("'bad'" in line and "exited with 2" in line for line in failed), failed
+        pid = worker.proc.pid if worker.proc else None
+        assert worker.reproduce("ok", lambda line: None) == 0  # up to date; the worker survived both
+        assert worker.proc is not None and worker.proc.pid == pid
+
+    cold: list[str] = []
+    (project / "w.txt").unlink()
+    with DvcWorker(project, {**env, "EDGEOPS_WARM_STAGES": "0"}) as worker:
+        assert worker.reproduce("ok", cold.append) == 0
+    assert "cold ['two words'] True" in cold, cold
+
+
 def test_unreachable_prefect_api_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{free_port()}/api"
     monkeypatch.setenv("PREFECT_API_URL", url)
