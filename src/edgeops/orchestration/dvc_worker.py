@@ -48,7 +48,7 @@ def _reason(error: BaseException) -> str:
 # what every stage imports and none needs to import again; none of them starts a Python thread at import
 # (a fork copies only the calling thread: a thread holding an import lock would hang the child).
 # OpenVINO and NNCF start telemetry threads at import, so each stage imports those itself (~1.5 s).
-PRELOAD = ("torch", "torchvision", "mlflow", "mlflow.tracking", "PIL.Image", "matplotlib")
+PRELOAD = ("torch", "torchvision", "mlflow", "mlflow.tracking", "PIL.Image", "matplotlib.pyplot")
 
 
 def preload() -> None:
