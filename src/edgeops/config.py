@@ -261,12 +261,19 @@ class Params(Strict):
         return _default_settings()[self.task]
 
     def candidates(self) -> list[str]:
-        """The models the train stage trains: the configured one, each of a list, or (auto) the zoo."""
+        """The models the train stage trains: the configured one, each of a list, or (auto) the zoo (with
+        train.pretrained: the zoo models that have ImageNet weights)."""
         from edgeops.vision import get_task
 
-        model = self.settings.model
+        model, task = self.settings.model, get_task(self.task)
         if model == "auto":
-            return list(get_task(self.task).models)
+            zoo = [m for m in task.models if task.recipes[m].imagenet_weights or not self.train.pretrained]
+            if not zoo:
+                raise EdgeopsError(
+                    f"train.pretrained: true, but no {self.task} model has ImageNet weights: "
+                    "set train.pretrained: false"
+                )
+            return zoo
         return list(dict.fromkeys(model)) if isinstance(model, list) else [model]
 
     def epochs_and_lr(self, model: str) -> tuple[int, float]:

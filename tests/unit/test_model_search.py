@@ -50,6 +50,24 @@ def test_candidates_of_a_model_a_list_and_auto() -> None:
     assert parse_params(_params(model="auto")).candidates() == zoo
 
 
+@pytest.mark.parametrize("task", task_names())
+def test_auto_with_pretrained_takes_only_the_models_with_imagenet_weights(task: str) -> None:
+    raw = yaml.safe_load(yaml.safe_dump(ROOT_PARAMS))
+    raw["task"], raw["train"]["pretrained"] = task, True
+    raw["by_task"][task]["model"] = "auto"
+    vision = get_task(task)
+    with_weights = [m for m in vision.models if vision.recipes[m].imagenet_weights]
+    if with_weights:
+        assert parse_params(raw).candidates() == with_weights
+    else:
+        with pytest.raises(EdgeopsError, match="no detection model has ImageNet weights"):
+            parse_params(raw).candidates()
+    for name in vision.models:  # the recipe tells the truth: a model without weights refuses them
+        if name not in with_weights:
+            with pytest.raises(EdgeopsError, match="no pretrained weights"):
+                vision.build_model(name, 3, pretrained=True)
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [

@@ -393,7 +393,7 @@ def train_model(
             + (f" sharing {budget:.0f}s" if budget else "")
             + f"; the best val {task.metric} is kept"
         )
-    trained: list[tuple[nn.Module, list[dict]]] = []
+    kept: tuple[nn.Module, list[dict]] | None = None  # only the best so far stays in memory
     candidates: list[Candidate] = []
     stage_start = time.perf_counter()
     for i, name in enumerate(names):
@@ -425,7 +425,6 @@ def train_model(
             budget_seconds=share,
             patience=params.train.patience,
         )
-        trained.append((model, history))
         candidates.append(
             Candidate(
                 model=name,
@@ -438,7 +437,11 @@ def train_model(
                 lr=lr,
             )
         )
+        if pick_candidate(candidates) == i:
+            kept = (model, history)
+        del model
     best = pick_candidate(candidates)
+    assert kept is not None
     if len(names) > 1:
         for c in candidates:
             log(
@@ -446,6 +449,4 @@ def train_model(
                 f"{c.epochs} epochs in {c.seconds:.0f}s ({c.stopped})"
                 + ("  <- kept" if c is candidates[best] else "")
             )
-    return Trained(
-        model=trained[best][0], history=trained[best][1], kept=candidates[best], candidates=candidates
-    )
+    return Trained(model=kept[0], history=kept[1], kept=candidates[best], candidates=candidates)

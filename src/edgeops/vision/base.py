@@ -80,10 +80,12 @@ class TaskDefaults:
 @dataclass(frozen=True)
 class Recipe:
     """How a zoo model trains when params.yaml says `epochs: auto` / `lr: auto`: the epochs it needs to
-    converge (a maximum when train.budget_seconds is set) and its peak one-cycle learning rate."""
+    converge (a maximum when train.budget_seconds is set) and its peak one-cycle learning rate.
+    imagenet_weights: the model can start from ImageNet weights (`train.pretrained: true`)."""
 
     epochs: int
     lr: float
+    imagenet_weights: bool = False
 
 
 class VisionTask:

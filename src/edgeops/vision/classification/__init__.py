@@ -36,8 +36,8 @@ class ClassificationTask(VisionTask):
     # measured on the digits demo and a cluttered-digits set (README "Model zoo")
     recipes = {
         "small_cnn": Recipe(epochs=16, lr=3e-3),
-        "mobilenet_v3_small": Recipe(epochs=30, lr=3e-3),
-        "resnet18": Recipe(epochs=15, lr=3e-3),
+        "mobilenet_v3_small": Recipe(epochs=30, lr=3e-3, imagenet_weights=True),
+        "resnet18": Recipe(epochs=15, lr=3e-3, imagenet_weights=True),
     }
     model_api_type = "Classification"
     output_names = ("logits",)
