@@ -62,7 +62,7 @@ def main() -> None:
             raise EdgeopsError(f"{path} not found: run `dvc repro` to evaluate every variant first")
         results[v] = json.loads(path.read_text())
     cands = candidates(results, params.gates)
-    chosen = choose(cands)
+    chosen = choose(cands, params.gates.prefer)
     front = pareto_front(cands)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     pareto_plot(task.metric, cands, front, chosen, PARETO_PLOT)
@@ -72,7 +72,11 @@ def main() -> None:
         if variant_pictures(v).is_dir()
     }
     training = json.loads(TRAIN_METRICS.read_text()) if TRAIN_METRICS.exists() else None
-    REPORT.write_text(markdown(task, results, cands, chosen, front, PARETO_PLOT.name, pictures, training))
+    REPORT.write_text(
+        markdown(
+            task, results, cands, chosen, front, PARETO_PLOT.name, pictures, training, params.gates.prefer
+        )
+    )
     selection = {
         "selected": chosen.variant if chosen else None,
         "task": task.name,

@@ -152,6 +152,9 @@ class GatesConfig(Strict):
     latency_budget_ms: float | None = Field(None, gt=0)
     max_size_mb: float | None = Field(None, gt=0)
     min_score: float | None = Field(None, ge=0, le=1)
+    prefer: Literal["fastest", "accuracy_first"] = Field(
+        "fastest", description="among the variants that pass every gate: the fastest, or the most accurate"
+    )
 
 
 class MlflowConfig(Strict):

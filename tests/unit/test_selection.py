@@ -45,6 +45,15 @@ def test_looser_gate_picks_the_fastest():
     assert chosen is not None and chosen.variant == "ptq"
 
 
+def test_accuracy_first_picks_the_most_accurate_within_the_latency_budget():
+    cands = candidates(RESULTS, GatesConfig(max_score_drop=0.06))
+    # fp32, fp16 and qat all score 0.90: the fastest of them
+    assert choose(cands, "accuracy_first").variant == "qat"  # type: ignore[union-attr]
+    budget = candidates(RESULTS, GatesConfig(max_score_drop=0.06, latency_budget_ms=4.0))
+    assert choose(budget, "accuracy_first").variant == "ptq_ac"  # type: ignore[union-attr]
+    assert choose(budget).variant == "ptq"  # type: ignore[union-attr]
+
+
 def test_latency_and_size_gates():
     gates = GatesConfig(max_score_drop=0.2, latency_budget_ms=3.5, max_size_mb=9.0)
     cands = candidates(RESULTS, gates)

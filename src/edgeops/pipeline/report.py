@@ -62,6 +62,7 @@ def markdown(
     plot: str,
     pictures: dict[str, list[str]] | None = None,
     training: dict | None = None,
+    prefer: str = "fastest",
 ) -> str:
     """pictures: variant -> the task's pictures of its test results, as links relative to the report;
     training: the train stage's metrics/train.json (the model, and every candidate when there were several)."""
@@ -100,8 +101,14 @@ def markdown(
         "",
     ]
     if chosen:
+        rule = "the fastest variant that passes every gate"
+        if prefer == "accuracy_first":
+            rule = (
+                "the most accurate variant that passes every gate (`gates.prefer: accuracy_first`), "
+                f"the fastest of those with equal {task.metric}"
+            )
         lines.append(
-            f"**Selected: `{chosen.variant}`** — the fastest variant that passes every gate "
+            f"**Selected: `{chosen.variant}`** — {rule} "
             f"(latencies within {2}% count as a tie, won by the smaller, then better-scoring model)."
         )
         lines += task.report_sections(results, chosen.variant)

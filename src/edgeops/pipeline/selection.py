@@ -1,4 +1,5 @@
-"""Pick the fastest variant that passes every gate, and say why the others did not win."""
+"""Pick the fastest (or, with gates.prefer: accuracy_first, the most accurate) variant that passes every
+gate, and say why the others did not win."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from edgeops.pipeline.gates import Measured, check_gates, failures
 
 # Latencies this close are measurement noise: the tie goes to the smaller, then more accurate model.
 LATENCY_TIE = 0.02
+SCORE_TIE = 1e-9  # scores on one test set: equal or not
 LATENCY_HINT = "default"  # what an edge device gets without tuning
 
 
@@ -46,10 +48,14 @@ def candidates(results: dict[str, dict], gates: GatesConfig) -> list[Candidate]:
     return out
 
 
-def choose(cands: list[Candidate]) -> Candidate | None:
+def choose(cands: list[Candidate], prefer: str = "fastest") -> Candidate | None:
+    """prefer fastest: the fastest passing variant; accuracy_first: the fastest of the best-scoring ones."""
     passing = [c for c in cands if c.passed]
     if not passing:
         return None
+    if prefer == "accuracy_first":
+        best = max(c.score or 0.0 for c in passing)
+        passing = [c for c in passing if (c.score or 0.0) >= best - SCORE_TIE]
     fastest = min(c.latency_ms or 0.0 for c in passing)
     tied = [c for c in passing if (c.latency_ms or 0.0) <= fastest * (1 + LATENCY_TIE)]
     return min(tied, key=lambda c: (c.size_mb or 0.0, -(c.score or 0.0), c.latency_ms or 0.0))
