@@ -6,8 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -97,6 +99,18 @@ def test_python_module_stages_run_warm_with_their_own_env_args_and_exit_code(pro
         pid = worker.proc.pid if worker.proc else None
         assert worker.reproduce("ok", lambda line: None) == 0  # up to date; the worker survived both
         assert worker.proc is not None and worker.proc.pid == pid
+
+        starter = psutil.Process(pid).children()  # between stages, the starter is its only child
+        assert len(starter) == 1
+        starter[0].kill()
+        for _ in range(100):  # dead, not yet reaped by the worker: a zombie
+            if starter[0].status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.1)
+        (project / "w.txt").unlink()
+        after: list[str] = []
+        assert worker.reproduce("ok", after.append) == 0  # a dead starter: the stage starts as DVC starts it
+        assert "cold ['two words'] True" in after, after
 
     cold: list[str] = []
     (project / "w.txt").unlink()

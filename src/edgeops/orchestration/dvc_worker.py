@@ -7,10 +7,10 @@ reads DVC's and the stage's output from one pipe, in order. `dvc repro` itself n
 
 Warm stages: a stage command `python -m MODULE ARGS` runs in a fork of a *starter*: a process that
 imported torch, torchvision and MLflow once (~8 s that every stage process paid again) and has done
-nothing else. The worker forks the starter before it runs any DVC code (a fork of a process that has,
-measured 2-3x slower in NNCF's per-sample torch calls). Each stage is a fresh process for everything
+nothing else. The worker forks the starter before it runs any DVC code: forks of a process that had run
+DVC measured 2-3x slower in NNCF's per-sample torch calls. Each stage is a fresh process for everything
 else: its own environment, folder, exit code and output, as DVC would give it. Any other command,
-another interpreter, or EDGEOPS_WARM_STAGES=0 runs as DVC runs it."""
+another interpreter, EDGEOPS_WARM_STAGES=0, or a starter that died runs as DVC runs it."""
 
 from __future__ import annotations
 
@@ -146,9 +146,15 @@ class Starter:
             _starter_loop(worker_requests, worker_replies)
         os.close(worker_requests)
         os.close(worker_replies)
-        self.pid = pid
+        self.pid: int | None = pid
         self.requests = os.fdopen(starter_requests, "w")
         self.replies = os.fdopen(starter_replies)
+
+    @property
+    def alive(self) -> bool:
+        if self.pid is not None and os.waitpid(self.pid, os.WNOHANG)[0]:
+            self.pid = None  # exited (and now reaped): the next stages start as DVC starts them
+        return self.pid is not None
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str) -> int:
         self.requests.write(json.dumps({"argv": argv, "env": env, "cwd": cwd}) + "\n")
@@ -185,7 +191,7 @@ def _install_warm_runner() -> None:
 
     def warm_run(executable: str | None, cmd: str, **kwargs: Any) -> None:
         argv = python_module_argv(cmd, kwargs["env"])
-        if argv is None:
+        if argv is None or not starter.alive:
             dvc_subprocess_run(executable, cmd, **kwargs)
             return
         code = starter.run(argv, kwargs["env"], kwargs["cwd"])
