@@ -62,7 +62,9 @@ def main() -> None:
     metrics = {f"best_val_{metric_safe(task.metric)}": best, "epochs_trained": float(result.kept.epochs)}
     if several:
         metrics |= {f"{c.model}_best_val_{metric_safe(task.metric)}": c.best_val for c in result.candidates}
-        run.set_tags({"model": result.kept.model, "model_candidates": ",".join(params.candidates())})
+        run.set_tags(
+            {"model": result.kept.model, "model_candidates": ",".join(c.model for c in result.candidates)}
+        )
     run.log_metrics(metrics)
     run.log_params({f"trained.{c.model}.epochs": c.max_epochs for c in result.candidates})
     run.log_params({f"trained.{c.model}.lr": c.lr for c in result.candidates})

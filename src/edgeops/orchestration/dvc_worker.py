@@ -54,8 +54,12 @@ def _reason(error: BaseException) -> str:
 PRELOAD = ("torch", "torchvision", "mlflow", "mlflow.tracking", "PIL.Image", "matplotlib.pyplot")
 
 
+def warm_stages_enabled() -> bool:
+    return os.environ.get("EDGEOPS_WARM_STAGES", "1") != "0"
+
+
 def preload() -> None:
-    if os.environ.get("EDGEOPS_WARM_STAGES", "1") == "0":
+    if not warm_stages_enabled():
         return
     for name in PRELOAD:
         with contextlib.suppress(Exception):  # a missing optional library: the stage reports it itself
@@ -175,7 +179,7 @@ _STARTER: Starter | None = None
 def start_starter() -> None:
     """Fork the starter now, while this process has only imported PRELOAD (no thread, no DVC work)."""
     global _STARTER
-    if os.environ.get("EDGEOPS_WARM_STAGES", "1") != "0" and threading.active_count() == 1:
+    if warm_stages_enabled() and threading.active_count() == 1:
         _STARTER = Starter()
 
 
