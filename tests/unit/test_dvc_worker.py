@@ -171,3 +171,19 @@ def test_the_flow_runs_a_project_elsewhere_without_changing_folder(project: Path
     assert f"cwd {elsewhere} stages {{'a':" in result.stdout
     assert (project / "a.txt").read_text() == "a" and (project / "reports/pipeline_timing.json").is_file()
     assert not (elsewhere / "reports").exists()
+
+
+def test_preload_starts_no_thread_so_the_starter_can_fork() -> None:
+    # start_starter() forks only a single-threaded process: a preloaded library that started a thread
+    # would silently turn warm stages off
+    code = (
+        "import threading\n"
+        "from edgeops.orchestration import dvc_worker\n"
+        "dvc_worker.preload()\n"
+        "import sys\n"
+        "missing = [name for name in dvc_worker.PRELOAD if name not in sys.modules]\n"
+        "print(threading.active_count(), missing)\n"
+    )
+    env = {**os.environ, "EDGEOPS_WARM_STAGES": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[-2] == "1 []"

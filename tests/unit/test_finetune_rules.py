@@ -288,3 +288,25 @@ def test_finetune_settings_are_validated() -> None:
     ]:
         with pytest.raises(EdgeopsError):
             parse_params({"compress": {"variants": {variant: bad}}})
+
+
+@pytest.mark.parametrize("start_score", [2.0, -1.0])
+def test_fit_keeps_the_starting_model_unless_an_epoch_beats_its_score(start_score: float) -> None:
+    """QAT: fine-tuning that does not beat the score right after quantization must not make it worse."""
+    torch.manual_seed(0)
+    data = _shapes_split(8, 16, seed=0)
+    model = build_model("small_cnn", 2)
+    conv = _bn_and_conv(model)[1]
+    start = conv.weight.detach().clone()
+    lines: list[str] = []
+    _, history = fit(
+        model, TASK, LABELS, data, data, epochs=2, lr=1e-2, batch_size=8, seed=0, log=lines.append,
+        start_score=start_score,
+    )  # fmt: skip
+    if start_score > 1:  # no accuracy beats it: the model comes back as it was given
+        assert torch.equal(conv.weight, start)
+        assert not any(row["kept"] for row in history)
+        assert "the starting model is kept" in lines[-1]
+    else:
+        assert not torch.equal(conv.weight, start)
+        assert sum(row["kept"] for row in history) == 1

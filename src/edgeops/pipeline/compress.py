@@ -248,6 +248,7 @@ def qat(
         budget_seconds=config.budget_seconds,
         patience=config.patience,
         freeze_bn_after=config.freeze_bn_after_epochs,
+        start_score=before,
     )
     return Compressed(
         _strip_to_openvino(quantized, image_size, task),
@@ -256,6 +257,7 @@ def qat(
             "val_score_before_finetune": before,
             "finetune_epochs": len(history),
             "finetune_stopped": history[-1]["stopped"],
+            "kept_epoch": next((row["epoch"] for row in history if row["kept"]), 0),
             "freeze_bn_after_epochs": config.freeze_bn_after_epochs,
             "notes": notes,
             "history": history,

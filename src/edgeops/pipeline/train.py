@@ -132,6 +132,7 @@ def fit(
     freeze_bn_after: int | None = None,
     on_plan: Callable[[int], None] | None = None,
     eligible: Callable[[int], bool] | None = None,
+    start_score: float | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train with AdamW + one-cycle schedule; returns the best-by-val model and the per-epoch history.
 
@@ -143,7 +144,9 @@ def fit(
 
     freeze_bn_after: from the epoch after this one on, BatchNorm statistics are frozen (eval-mode BN, no
     re-estimation); the QAT recipe. eligible(epoch): whether that epoch's model may be kept as the best and
-    counts for patience (pruning: only epochs at the target sparsity); when no epoch is, the last one is kept."""
+    counts for patience (pruning: only epochs at the target sparsity); when no epoch is, the last one is kept.
+    start_score: the validation score of the model as given (QAT: right after quantization); an epoch is
+    kept only if it beats it, otherwise the model comes back as given (history rows all `kept: False`)."""
     if len(train) < 1:
         raise EdgeopsError("the train split is empty: add images to the dataset")
     generator = torch.Generator().manual_seed(seed)
@@ -155,6 +158,8 @@ def fit(
     )
     best_score, best_epoch = -1.0, 0
     best_state: dict | None = None
+    if start_score is not None:  # fine-tuning must earn its place against the model it starts from
+        best_score, best_state = start_score, copy.deepcopy(model.state_dict())
     history: list[dict] = []
     frozen_from = None if freeze_bn_after is None else freeze_bn_after + 1
     training_start = time.perf_counter()
@@ -240,6 +245,12 @@ def fit(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    for row in history:
+        row["kept"] = row["epoch"] == best_epoch if best_state is not None else row is history[-1]
+    if start_score is not None and best_epoch == 0:
+        log(
+            f"{tag}: no epoch beat the starting val {task.metric} {start_score:.4f}: the starting model is kept"
+        )
     return model, history
 
 
