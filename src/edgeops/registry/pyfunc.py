@@ -31,8 +31,8 @@ class OpenVinoModel(PythonModel):  # type: ignore[misc]
         read_model_json(folder)  # the sha256s of model.xml/.bin against model.json: refuse a damaged copy
         self.model = EdgeModel(folder)
 
-    # no type hints on purpose: MLflow would validate and convert the input by them instead of the signature
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN201
+    # np.ndarray is a hint MLflow infers no schema from: the model's signature stays what validates input
+    def predict(self, context: Any, model_input: np.ndarray, params: dict | None = None) -> list[dict[str, Any]]:
         return predict_images(self.model, model_input)
 
 
