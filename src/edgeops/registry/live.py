@@ -19,6 +19,7 @@ import getpass
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,7 +292,9 @@ def log_dataset(live: LiveRun, manifest: dict[str, Any], data_path: str) -> None
     tags = mlflow_call("reading the pipeline run", lambda: live.client.get_run(live.run_id).data.tags)
     if tags.get("dataset_fingerprint") == fingerprint:
         return  # logged by an earlier stage of this pipeline run
-    source = resolve_dataset_source(_dataset_uri(data_path))
+    with warnings.catch_warnings():  # MLflow registers its local source twice and warns of the "ambiguity"
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        source = resolve_dataset_source(_dataset_uri(data_path))
     name = Path(data_path).name or "dataset"
     dataset = MetaDataset(source, name=name, digest=fingerprint[:32])  # type: ignore[abstract]
     counts = {f"{split}_images": str(n) for split, n in manifest.get("counts", {}).items()}
