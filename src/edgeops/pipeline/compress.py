@@ -25,6 +25,10 @@ Log = Callable[[str], None]
 # The first torch-side quantization compiles NNCF's extension (~90 s on 2 busy cores); NNCF's own 60 s
 # limit then fails qat/prune_int8 on a loaded machine. The compiled extension is cached afterwards.
 os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
+# torch warns "No CUDA runtime is found" when NNCF loads its CPU extension, and of a deprecated Enum
+# registration inside torch.export: noise in every compress stage that no user can act on
+for _torch_logger in ("torch.utils.cpp_extension", "torch.utils._pytree"):
+    logging.getLogger(_torch_logger).setLevel(logging.ERROR)
 
 
 @dataclass

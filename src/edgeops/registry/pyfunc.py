@@ -32,7 +32,9 @@ class OpenVinoModel(PythonModel):  # type: ignore[misc]
         self.model = EdgeModel(folder)
 
     # np.ndarray is a hint MLflow infers no schema from: the model's signature stays what validates input
-    def predict(self, context: Any, model_input: np.ndarray, params: dict | None = None) -> list[dict[str, Any]]:
+    def predict(
+        self, context: Any, model_input: np.ndarray, params: dict | None = None
+    ) -> list[dict[str, Any]]:
         return predict_images(self.model, model_input)
 
 
