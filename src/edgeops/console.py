@@ -83,17 +83,13 @@ def wait_or_kill(proc: subprocess.Popen, seconds: float = 10) -> None:
 
 def git_commit() -> str | None:
     """HEAD commit, with '-dirty' when tracked files differ; None outside a git checkout."""
+    from pathlib import Path
+
+    from edgeops.errors import EdgeopsError
+    from edgeops.orchestration.workspace import current_commit
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+        head, dirty = current_commit(Path("."), timeout=10)
+    except EdgeopsError:
         return None
+    return head + ("-dirty" if dirty else "")

@@ -142,11 +142,11 @@ def remove(workspace: Path) -> None:
     shutil.rmtree(workspace, ignore_errors=True)
 
 
-def current_commit(repo_dir: Path) -> tuple[str, bool]:
-    """(HEAD, whether the working tree has uncommitted changes a deployment would not see)."""
-    head = _run(["git", "rev-parse", "HEAD"], repo_dir, "reading the commit to deploy").strip()
-    dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no"], repo_dir, "git status"))
-    return head, dirty
+def current_commit(repo_dir: Path, timeout: float = 600) -> tuple[str, bool]:
+    """(HEAD, whether tracked files have uncommitted changes: what a deployment or a run record would miss)."""
+    head = _run(["git", "rev-parse", "HEAD"], repo_dir, "reading the git commit", timeout).strip()
+    status = ["git", "status", "--porcelain", "--untracked-files=no"]
+    return head, bool(_run(status, repo_dir, "git status", timeout).strip())
 
 
 def apply_choices(
