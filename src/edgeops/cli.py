@@ -264,17 +264,15 @@ def predict(
     """Run an exported model on image files through the OpenVINO runtime and print its answers."""
 
     def main() -> None:
+        from edgeops.edge.inference import EdgeModel
         from edgeops.files import read_model_json
         from edgeops.images import model_input, open_image, to_rgb
-        from edgeops.runtime import compile_model, raw_output
-        from edgeops.vision import AnswerOptions, get_task
+        from edgeops.vision import AnswerOptions
 
         options = AnswerOptions(top_k=top_k, score_threshold=score_threshold, max_boxes=max_boxes)
-        contract = read_model_json(model)
-        options = options.filled(contract.get("output", {}).get("serving", {}))
-        task, labels = get_task(contract["task"]), contract["labels"]
-        _, height, width, _ = contract["input"]["shape"]
-        compiled = compile_model(model)
+        read_model_json(model)  # refuses a folder whose files do not match their sha256s
+        runner = EdgeModel(model)  # the edge's own inference and answer, so both print the same
+        task, width, height = runner.task, runner.width, runner.height
         target = out if out is not None else Path("predictions")
         for path in images:
             if not path.is_file():
@@ -285,9 +283,7 @@ def predict(
                     original = to_rgb(img)
             except Exception as e:
                 raise EdgeopsError(f"{path} is not a readable image: {e}") from None
-            answer = task.answer(
-                raw_output(compiled, pixels), (width, height), original.size, labels, options
-            )
+            answer = runner.answer(pixels[None], original.size, options)
             written = task.save_answer(answer, original, target, path.stem)
             if as_json:
                 # the task's whole answer, as `edge predict` prints it (no task-specific keys dropped here)

@@ -94,6 +94,12 @@ class EdgeModel:
         self, data: bytes, options: AnswerOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> dict[str, Any]:
         batch, original_size = self.preprocess(data, max_pixels)
+        return {"version": self.version, **self.answer(batch, original_size, options)}
+
+    def answer(
+        self, batch: np.ndarray, original_size: tuple[int, int], options: AnswerOptions | None = None
+    ) -> dict[str, Any]:
+        """The task's answer for one preprocessed image (1, H, W, 3) u8 of original (width, height)."""
         raw = self.infer(batch)
         if not all(np.all(np.isfinite(array)) for array in (raw if isinstance(raw, tuple) else (raw,))):
             raise InferenceError(
@@ -104,8 +110,7 @@ class EdgeModel:
         if not labels and not isinstance(raw, tuple):  # a model.json without labels: name classes by index
             labels = [str(i) for i in range(int(raw.shape[1]))]
         options = (options or AnswerOptions()).filled(self.meta.get("output", {}).get("serving", {}))
-        answer = self.task.answer(raw, (self.width, self.height), original_size, labels, options)
-        return {"version": self.version, **answer}
+        return self.task.answer(raw, (self.width, self.height), original_size, labels, options)
 
 
 def current_folder(agent_dir: Path) -> Path:

@@ -44,7 +44,6 @@ def predict_images(model: Any, images: Any) -> list[dict[str, Any]]:
 
     from edgeops.errors import EdgeopsError
     from edgeops.images import model_input
-    from edgeops.vision import AnswerOptions
 
     batch = np.asarray(images)
     if batch.ndim == 3:
@@ -56,12 +55,9 @@ def predict_images(model: Any, images: Any) -> list[dict[str, Any]]:
             raise EdgeopsError("expected u8 pixel values 0..255")
         batch = batch.astype(np.uint8)
     answers = []
-    options = AnswerOptions().filled(model.meta.get("output", {}).get("serving", {}))
     for pixels in batch:
         image = Image.fromarray(pixels, "RGB")
-        raw = model.infer(model_input(image, (model.width, model.height))[None])
-        answer = model.task.answer(raw, (model.width, model.height), image.size, model.labels, options)
-        answers.append(answer)
+        answers.append(model.answer(model_input(image, (model.width, model.height))[None], image.size))
     return answers
 
 
