@@ -134,14 +134,21 @@ def pareto_plot(
     import matplotlib.pyplot as plt
 
     points: list[tuple[str, float, float]] = []
+    failed = {c.variant for c in cands if not c.passed}
     for c in cands:
         if c.score is not None and c.latency_ms is not None:
             points.append((c.variant, c.latency_ms, c.score))
     fig, ax = plt.subplots(figsize=(6, 4))
     for variant, latency, acc in points:
         on_front = variant in front
-        ax.scatter(latency, acc, s=60, marker="D" if on_front else "o", color="C1" if on_front else "C0")
-        label = variant + (" (selected)" if chosen and variant == chosen.variant else "")
+        if variant in failed:  # measured, but a gate rules it out (the report's table says which)
+            ax.scatter(latency, acc, s=60, marker="x", color="0.55")
+        else:
+            ax.scatter(latency, acc, s=60, marker="D" if on_front else "o", color="C1" if on_front else "C0")
+        selected = chosen is not None and variant == chosen.variant
+        if selected:
+            ax.scatter(latency, acc, s=240, facecolors="none", edgecolors="C3", linewidths=1.5)
+        label = variant + (" (selected)" if selected else " (fails a gate)" if variant in failed else "")
         ax.annotate(label, (latency, acc), textcoords="offset points", xytext=(5, 5), fontsize=8)
     line = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
     ax.plot([p[1] for p in line], [p[2] for p in line], "--", color="C1", label="Pareto front")
