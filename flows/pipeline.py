@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run as prefect_run
 
 from edgeops.console import process_seconds
 from edgeops.errors import EdgeopsError
@@ -81,7 +82,12 @@ def run_stage(stage: str, project_dir: str) -> float:
     return time.perf_counter() - start
 
 
-@flow(name="edgeops-pipeline", log_prints=True)
+def pipeline_run_name() -> str:
+    """The flow run's name, which the pipeline's MLflow run takes too: one name in both UIs."""
+    return f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@flow(name="edgeops-pipeline", log_prints=True, flow_run_name=pipeline_run_name)
 def pipeline(project_dir: str = ".") -> dict:
     """Every stage of dvc.yaml in dependency order; returns the timing summary. Works in project_dir
     without changing this process's current folder."""
@@ -107,6 +113,8 @@ def pipeline(project_dir: str = ".") -> dict:
         live.PIPELINE_ID_ENV: uuid.uuid4().hex,
         live.PIPELINE_START_ENV: os.environ.get(live.PIPELINE_START_ENV)
         or str(time.time() - process_seconds()),
+        live.PIPELINE_NAME_ENV: str(prefect_run.name or ""),
+        live.PREFECT_RUN_ENV: str(prefect_run.id or ""),
     }
     status = "FAILED"
     try:

@@ -299,7 +299,9 @@ def test_mlflow_models_serve_answers(pipeline_run, mlflow_server, tmp_path):
         stop_process_group(proc)
 
 
-def test_prefect_recorded_one_task_per_dvc_stage(pipeline_run, prefect_server):
+def test_prefect_recorded_one_task_per_dvc_stage(pipeline_run, prefect_server, mlflow_server):
+    from mlflow import MlflowClient
+
     from edgeops.orchestration.dvcgraph import stage_order
 
     project = pipeline_run["project"]
@@ -310,7 +312,8 @@ def test_prefect_recorded_one_task_per_dvc_stage(pipeline_run, prefect_server):
         "    async with get_client() as c:\n"
         "        runs = await c.read_flow_runs()\n"
         "        tasks = await c.read_task_runs()\n"
-        "        print(json.dumps({'flows': [r.state_type.value for r in runs], 'tasks': [t.name for t in tasks]}))\n"
+        "        print(json.dumps({'flows': [r.state_type.value for r in runs], 'tasks': [t.name for t in tasks],\n"
+        "                          'names': {str(r.id): r.name for r in runs}}))\n"
         "asyncio.run(main())\n"
     )
     out = subprocess.run(
@@ -320,6 +323,12 @@ def test_prefect_recorded_one_task_per_dvc_stage(pipeline_run, prefect_server):
     assert "COMPLETED" in seen["flows"]
     stages = stage_order(project)
     assert set(stages) <= set(seen["tasks"]), (stages, seen["tasks"])
+    # the MLflow pipeline run is named after its flow run and points at it
+    registration = json.loads((project / "reports/registration.json").read_text())
+    parent = MlflowClient(tracking_uri=mlflow_server.uri).get_run(registration["pipeline_run_id"])
+    flow_run_id = parent.data.tags["prefect_flow_run_id"]
+    assert seen["names"][flow_run_id] == parent.info.run_name
+    assert parent.info.run_name.startswith("pipeline-")
 
 
 def test_second_repro_is_a_noop_and_registers_nothing(pipeline_run, mlflow_server):

@@ -32,6 +32,8 @@ from edgeops.registry.tracking import mlflow_call
 STATE = Path(".edgeops/mlflow_run.json")
 PIPELINE_ID_ENV = "EDGEOPS_PIPELINE_ID"  # set by the flow: every stage of one flow run shares it
 PIPELINE_START_ENV = "EDGEOPS_PIPELINE_START"  # epoch seconds when the command that drives the stages started
+PIPELINE_NAME_ENV = "EDGEOPS_PIPELINE_NAME"  # the flow run's name: the MLflow run takes it
+PREFECT_RUN_ENV = "EDGEOPS_PREFECT_FLOW_RUN"  # the flow run's id: tagged on the MLflow run
 
 
 @dataclass
@@ -188,10 +190,12 @@ def _start(client: Any, params: Params, experiment_id: str, owner: str, root: Pa
         "data_path": params.data.path,
         "git_commit": commit,
     }
+    if os.environ.get(PREFECT_RUN_ENV):
+        tags["prefect_flow_run_id"] = os.environ[PREFECT_RUN_ENV]
     run = client.create_run(
         experiment_id,
         start_time=_pipeline_start_ms(),
-        run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}",
+        run_name=os.environ.get(PIPELINE_NAME_ENV) or f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}",
         tags=tags,
     )
     live = LiveRun(client, run.info.run_id, experiment_id)
