@@ -99,7 +99,7 @@ class QatConfig(Strict):
         None, ge=1, description="stop after this many epochs without a better validation score"
     )
     freeze_bn_after_epochs: int | None = Field(
-        0, ge=0, description="BatchNorm statistics frozen after this many fine-tuning epochs; null = never"
+        1, ge=0, description="BatchNorm statistics frozen after this many fine-tuning epochs; null = never"
     )
 
 

@@ -116,10 +116,11 @@ def test_qat_freezes_batchnorm_of_the_nncf_model_and_records_why_it_stopped(monk
         model, 16, data, data, config, 0, lambda _: None, TASK, LABELS, batch_size=8,
         train_history=still_improving,
     )  # fmt: skip
-    assert len(snapshots) == 4  # default freeze_bn_after_epochs 0: the statistics never move
-    assert all(torch.equal(snapshots[0], later) for later in snapshots[1:])
+    assert len(snapshots) == 4  # before fine-tuning, then after each of the 3 epochs
+    assert not torch.equal(snapshots[0], snapshots[1])  # epoch 1 updates the statistics (default 1) ...
+    assert torch.equal(snapshots[1], snapshots[2]) and torch.equal(snapshots[2], snapshots[3])  # ... then frozen
     assert result.details["finetune_stopped"] == "max_epochs"
-    assert result.details["freeze_bn_after_epochs"] == 0
+    assert result.details["freeze_bn_after_epochs"] == 1
     assert result.details["notes"] == [CONVERGENCE_WARNING]
 
 
@@ -277,7 +278,7 @@ def test_convergence_is_checked_on_the_train_stage_csv(tmp_path) -> None:
 
 def test_finetune_settings_are_validated() -> None:
     variants = parse_params({"compress": {"variants": {"qat": {}, "prune_int8": {}}}}).compress.variants
-    assert variants.qat is not None and variants.qat.freeze_bn_after_epochs == 0
+    assert variants.qat is not None and variants.qat.freeze_bn_after_epochs == 1
     assert variants.qat.budget_seconds is None and variants.qat.patience is None
     assert variants.prune_int8 is not None and variants.prune_int8.budget_seconds is None
     for variant, bad in [
