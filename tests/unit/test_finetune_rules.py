@@ -118,7 +118,9 @@ def test_qat_freezes_batchnorm_of_the_nncf_model_and_records_why_it_stopped(monk
     )  # fmt: skip
     assert len(snapshots) == 4  # before fine-tuning, then after each of the 3 epochs
     assert not torch.equal(snapshots[0], snapshots[1])  # epoch 1 updates the statistics (default 1) ...
-    assert torch.equal(snapshots[1], snapshots[2]) and torch.equal(snapshots[2], snapshots[3])  # ... then frozen
+    assert torch.equal(snapshots[1], snapshots[2]) and torch.equal(
+        snapshots[2], snapshots[3]
+    )  # ... then frozen
     assert result.details["finetune_stopped"] == "max_epochs"
     assert result.details["freeze_bn_after_epochs"] == 1
     assert result.details["notes"] == [CONVERGENCE_WARNING]
