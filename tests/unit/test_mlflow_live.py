@@ -105,6 +105,15 @@ def test_epochs_are_step_metrics(params: Params) -> None:
     history = MlflowClient().get_metric_history(run.run_id, "val_accuracy")
     assert [(m.step, round(m.value, 3)) for m in history] == [(1, 0.6), (2, 0.7), (3, 0.8)]
     assert len(MlflowClient().get_metric_history(run.run_id, "train_loss")) == 3
+    # the stage retried into the same run (its tracking server was down): each epoch stays logged once
+    retried = live.epoch_logger(run, "accuracy")
+    for epoch in (1, 2, 3, 4):
+        retried(
+            {"epoch": epoch, "train_loss": 1 / epoch, "val_score": 0.5 + epoch / 10, "lr": 0.1, "seconds": 1}
+        )
+    steps = [m.step for m in MlflowClient().get_metric_history(run.run_id, "val_accuracy")]
+    assert steps == [1, 2, 3, 4]
+    assert len(MlflowClient().get_metric_history(run.run_id, "train_loss")) == 4
 
 
 def test_unreachable_server_is_one_clear_error(params: Params, monkeypatch: pytest.MonkeyPatch) -> None:

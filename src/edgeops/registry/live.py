@@ -330,17 +330,29 @@ def _dataset_uri(data_path: str) -> str:
 
 
 def epoch_logger(run: LiveRun, metric: str, prefix: str = "") -> Callable[[dict], None]:
-    """fit()'s on_epoch: each epoch's loss, validation metric, lr and time as MLflow step metrics."""
+    """fit()'s on_epoch: each epoch's loss, validation metric, lr and time as MLflow step metrics.
+
+    A stage retried into the same run (the flow retries a stage that lost its tracking server) trains again
+    from the same seed: the epochs an earlier attempt already logged are not logged twice."""
     from edgeops.registry.tracking import metric_safe
+
+    val_key = f"{prefix}val_{metric_safe(metric)}"
+    history = mlflow_call(
+        "reading the training curve", lambda: run.client.get_metric_history(run.run_id, val_key)
+    )
+    logged = {int(m.step) for m in history}
 
     def log_epoch(row: dict) -> None:
         metrics = {
             f"{prefix}train_loss": row["train_loss"],
-            f"{prefix}val_{metric_safe(metric)}": row["val_score"],
+            val_key: row["val_score"],
             f"{prefix}lr": row["lr"],
             f"{prefix}epoch_seconds": row["seconds"],
         }
-        mlflow_call("logging a training epoch", lambda: run.log_metrics(metrics, step=int(row["epoch"])))
+        step = int(row["epoch"])
+        if step not in logged:
+            mlflow_call("logging a training epoch", lambda: run.log_metrics(metrics, step=step))
+            logged.add(step)
         if row.get("stopped"):  # why training ended: max_epochs, budget or patience
             what = prefix or "train_"
             run.set_tags({f"{what}stopped": row["stopped"], f"{what}epochs_trained": row["epoch"]})
