@@ -82,12 +82,8 @@ def run_stage(stage: str, project_dir: str) -> float:
     return time.perf_counter() - start
 
 
-def pipeline_run_name() -> str:
-    """The flow run's name, which the pipeline's MLflow run takes too: one name in both UIs."""
-    return f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-@flow(name="edgeops-pipeline", log_prints=True, flow_run_name=pipeline_run_name)
+# the flow run's name, which the pipeline's MLflow run takes too: one name in both UIs
+@flow(name="edgeops-pipeline", log_prints=True, flow_run_name=live.pipeline_run_name)
 def pipeline(project_dir: str = ".") -> dict:
     """Every stage of dvc.yaml in dependency order; returns the timing summary. Works in project_dir
     without changing this process's current folder."""

@@ -161,6 +161,11 @@ def open_pipeline_run(params: Params, root: Path = Path(".")) -> LiveRun:
     )
 
 
+def pipeline_run_name() -> str:
+    """`pipeline-YYYYMMDD-HHMMSS`: the MLflow run's name, and the Prefect flow run's under `edgeops run`."""
+    return f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _get_run(client: Any, run_id: str) -> Any:
     from mlflow.exceptions import MlflowException
 
@@ -195,7 +200,7 @@ def _start(client: Any, params: Params, experiment_id: str, owner: str, root: Pa
     run = client.create_run(
         experiment_id,
         start_time=_pipeline_start_ms(),
-        run_name=os.environ.get(PIPELINE_NAME_ENV) or f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}",
+        run_name=os.environ.get(PIPELINE_NAME_ENV) or pipeline_run_name(),
         tags=tags,
     )
     live = LiveRun(client, run.info.run_id, experiment_id)
