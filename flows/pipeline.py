@@ -19,8 +19,8 @@ from prefect.runtime import flow_run as prefect_run
 
 from edgeops.console import process_seconds
 from edgeops.errors import EdgeopsError
-from edgeops.orchestration.dvc_worker import DvcWorker
-from edgeops.orchestration.dvcgraph import stage_order
+from edgeops.orchestration.dvc_worker import DvcWorker, discard_prestarted, prestart
+from edgeops.orchestration.dvcgraph import FINAL_STAGE, stage_order
 from edgeops.orchestration.prefect_local import TemporaryServer
 from edgeops.registry import live
 
@@ -91,19 +91,9 @@ def pipeline(project_dir: str = ".") -> dict:
     wall_start = time.perf_counter()
     (project / TIMINGS).parent.mkdir(parents=True, exist_ok=True)
     (project / STAGE_LOG).unlink(missing_ok=True)
-    stages = stage_order(project)
-    # dvc.yaml says `python`: make it this environment's interpreter even if the venv is not activated
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    # the stages import the project's own code (a worker's workspace may hold another commit than the
-    # installed edgeops)
-    python_path = os.pathsep.join([str(project / "src"), str(project), os.environ.get("PYTHONPATH", "")])
+    stages = stage_order(project, target=FINAL_STAGE)  # not the demo stage when data.path is your data
     env = {
-        **os.environ,
-        "PATH": path,
-        "PYTHONPATH": python_path.rstrip(os.pathsep),
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # progress bars are noise in the stage logs
-        # unattended: ride out a tracking-server restart (~2 min of backoff) instead of failing the stage
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "8"),
+        **stage_env(project),
         "EDGEOPS_TIMINGS": str(project / STAGE_LOG),
         # every stage of this flow run logs into one MLflow run, which starts when this command did
         live.PIPELINE_ID_ENV: uuid.uuid4().hex,
@@ -114,7 +104,7 @@ def pipeline(project_dir: str = ".") -> dict:
     }
     status = "FAILED"
     try:
-        with DvcWorker(project, env) as worker:
+        with DvcWorker.for_project(project, env) as worker:
             _WORKERS[str(project)] = worker
             task_seconds = {stage: run_stage(stage, str(project)) for stage in stages}
         status = "FINISHED"
@@ -127,6 +117,23 @@ def pipeline(project_dir: str = ".") -> dict:
     summary = timing_summary(time.perf_counter() - wall_start, task_seconds, project / STAGE_LOG)
     (project / TIMINGS).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def stage_env(project: Path) -> dict[str, str]:
+    """The environment of every stage, but what only a flow run knows."""
+    # dvc.yaml says `python`: make it this environment's interpreter even if the venv is not activated
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    # the stages import the project's own code (a worker's workspace may hold another commit than the
+    # installed edgeops)
+    python_path = os.pathsep.join([str(project / "src"), str(project), os.environ.get("PYTHONPATH", "")])
+    return {
+        **os.environ,
+        "PATH": path,
+        "PYTHONPATH": python_path.rstrip(os.pathsep),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # progress bars are noise in the stage logs
+        # unattended: ride out a tracking-server restart (~2 min of backoff) instead of failing the stage
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "8"),
+    }
 
 
 def end_mlflow_run(project: Path, pipeline_id: str, status: str) -> None:
@@ -182,11 +189,15 @@ def run_pipeline(api: TemporaryServer) -> dict:
     """Entry point for the CLI: a flow run, with Prefect failures turned into one clear line."""
     _quiet_stage_failures()
     stage_order(".")  # a broken dvc.yaml fails here, while the Prefect server starts
-    api.wait_ready()
+    project = Path(".").resolve()
+    prestart(project, stage_env(project))  # the DVC worker's imports overlap the server's start too
     try:
+        api.wait_ready()
         flow_summary = pipeline()
     except StageFailed as e:
         raise EdgeopsError(str(e)) from None
+    finally:
+        discard_prestarted()
     # the same summary over the whole command, from its process start: imports and Prefect's
     # server start-up are overhead too
     summary = timing_summary(process_seconds(), flow_summary["stage_task_seconds"])

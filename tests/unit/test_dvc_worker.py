@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from edgeops.errors import EdgeopsError
-from edgeops.orchestration.dvc_worker import FAILED, DvcWorker
+from edgeops.orchestration.dvc_worker import FAILED, DvcWorker, discard_prestarted, prestart
 from edgeops.orchestration.prefect_local import TemporaryServer
 from tests.unit.edge_helpers import free_port
 
@@ -26,6 +26,7 @@ STAGES = {
         "outs": ["a.txt"],
     },
     "b": {"cmd": "python -c \"import sys; print('error: bad input', file=sys.stderr); sys.exit(2)\""},
+    "c": {"cmd": "python -c \"import os; print('run id', os.environ.get('EDGEOPS_TEST_RUN'))\""},
 }
 
 
@@ -35,6 +36,36 @@ def project(tmp_path: Path) -> Path:
     for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
         subprocess.run(cmd, cwd=tmp_path, check=True)
     return tmp_path
+
+
+def test_a_prestarted_worker_runs_stages_in_the_flow_runs_environment(project: Path) -> None:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    prestart(project, {**env, "EDGEOPS_TEST_RUN": "not known yet"})
+    try:
+        worker = DvcWorker.for_project(project, {**env, "EDGEOPS_TEST_RUN": "run-1"})
+        early = worker.proc
+        assert early is not None and early.poll() is None  # started before the flow run took it
+        with worker:
+            lines: list[str] = []
+            assert worker.reproduce("c", lines.append) == 0
+            assert worker.proc is early
+        assert "run id run-1" in lines, lines
+        assert DvcWorker.for_project(project, env).proc is None  # taken once; the next run starts its own
+    finally:
+        discard_prestarted()
+
+
+def test_an_untaken_prestarted_worker_is_stopped(project: Path) -> None:
+    from edgeops.orchestration import dvc_worker
+
+    prestart(project, dict(os.environ))
+    process = dvc_worker._PRESTARTED[project].proc
+    assert process is not None
+
+    discard_prestarted()  # no flow run took it
+
+    assert process.wait(timeout=60) is not None
+    assert DvcWorker.for_project(project, dict(os.environ)).proc is None
 
 
 def test_stages_run_in_one_worker_with_their_output_and_exit_codes(project: Path) -> None:

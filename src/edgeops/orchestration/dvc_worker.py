@@ -249,20 +249,33 @@ def serve() -> None:
     preload()
     start_starter()
     for line in sys.stdin:
-        stage = line.strip()
-        if stage:
-            code = reproduce(stage)
+        if line.strip():
+            request = json.loads(line)
+            # the flow's environment for this stage: the worker may have started before the flow run did
+            os.environ.clear()
+            os.environ.update(request["env"])
+            code = reproduce(request["stage"])
             sys.stderr.flush()
             print(f"{DONE} {code}", flush=True)
 
 
 class DvcWorker:
-    """The flow's side: one worker process, restarted if it dies (a task retry then gets a fresh one)."""
+    """The flow's side: one worker process, restarted if it dies (a task retry then gets a fresh one).
+
+    env: the environment every stage runs in, sent with each stage (the process may have been started
+    earlier, by prestart, with the environment of that moment)."""
 
     def __init__(self, project_dir: Path, env: dict[str, str]) -> None:
         self.project_dir = project_dir
         self.env = env
         self.proc: subprocess.Popen[str] | None = None
+
+    @classmethod
+    def for_project(cls, project_dir: Path, env: dict[str, str]) -> DvcWorker:
+        """The worker prestart started for project_dir (its imports done or under way), else a new one."""
+        worker = _PRESTARTED.pop(project_dir, None) or cls(project_dir, env)
+        worker.env = env
+        return worker
 
     def _started(self) -> subprocess.Popen[str]:
         if self.proc is None or self.proc.poll() is not None:
@@ -282,7 +295,7 @@ class DvcWorker:
         """Reproduce one stage, passing each output line to on_line; returns 0 or the failure code."""
         proc = self._started()
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(stage + "\n")
+        proc.stdin.write(json.dumps({"stage": stage, "env": self.env}) + "\n")
         proc.stdin.flush()
         for line in proc.stdout:
             if line.startswith(DONE):
@@ -304,6 +317,24 @@ class DvcWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_PRESTARTED: dict[Path, DvcWorker] = {}
+
+
+def prestart(project_dir: Path, env: dict[str, str]) -> None:
+    """Start project_dir's worker now, so its imports (~10 s) overlap what the caller waits for (the
+    Prefect server's start); the flow run then takes it with DvcWorker.for_project."""
+    discard_prestarted()
+    worker = DvcWorker(project_dir, env)
+    worker._started()
+    _PRESTARTED[project_dir] = worker
+
+
+def discard_prestarted() -> None:
+    """Stop a prestarted worker that no flow run took (the run failed before its first stage)."""
+    while _PRESTARTED:
+        _PRESTARTED.popitem()[1].close()
 
 
 if __name__ == "__main__":
