@@ -8,7 +8,6 @@ PY := $(BIN)/python
 # Embedded defaults: everything lives inside the project folder.
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export TORCH_EXTENSIONS_DIR := $(CURDIR)/.cache/torch_extensions
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Ports of the UIs on 127.0.0.1: `make ui MLFLOW_PORT=5001`, `make prefect-ui PREFECT_PORT=4201`.

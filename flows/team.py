@@ -9,7 +9,6 @@ have timeouts; one training per worker comes from the worker's `--limit 1` (`mak
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,11 +71,6 @@ def configure(
     return load_params(path / "params.yaml").data.path
 
 
-def _worker_defaults() -> None:
-    # NNCF's C++ extension is compiled once per worker, not once per workspace
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ws.workspaces_root() / "torch_extensions"))
-
-
 @flow(name="edgeops-team-pipeline", log_prints=True)
 def team_pipeline(
     repo: str,
@@ -92,7 +86,6 @@ def team_pipeline(
     data: a path in the repository (DVC-tracked: `data/x` with `data/x.dvc` committed), or an absolute
     path the worker can read; default params.yaml's. overrides: dotted params.yaml keys for this run,
     e.g. {"compress.variants.prune_int8.ratio": 0.7}."""
-    _worker_defaults()
     workspace = checkout(repo, commit)
     dataset = configure(workspace, data, task, model, variants, overrides)
     pull_data(workspace, dataset)

@@ -31,7 +31,6 @@ from tests.compression_helpers import add_activation_outliers, drop_margin
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = 0
 IMAGE_SIZE = 16  # digits are 8x8 originally: 16 px keeps all the information and trains in seconds
 # A bigger test split than the pipeline default: a 0.5-point criterion needs a few images per half point.
@@ -108,11 +107,8 @@ def _evaluate(build: Callable[[], compress.Compressed], split: Split, labels: li
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _torch_extensions_cache() -> Iterator[None]:
-    # NNCF compiles a torch extension on the first torch-side quantize (~90 s): reuse the project's cache.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
-        yield
+def _print_figures() -> Iterator[None]:
+    yield
     print("\ncompression recovery figures:")
     for key, value in FIGURES.items():
         print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")

@@ -20,7 +20,6 @@ from edgeops.vision.detection.demo import make_detection_demo
 from tests.integration.test_segmentation_pipeline import make_project
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 VARIANTS = ["fp32", "fp16", "ptq", "ptq_ac", "qat", "prune_int8"]
 SIZE = 96
@@ -89,7 +88,6 @@ def det_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         **os.environ,
         "PYTHONPATH": str(project),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions"),
         "PREFECT_HOME": str(base / "prefect"),
     }
     env.pop("PREFECT_API_URL", None)

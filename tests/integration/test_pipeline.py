@@ -105,7 +105,6 @@ def pipeline_run(tmp_path_factory, prefect_server, mlflow_server):
         "MLFLOW_TRACKING_URI": mlflow_server.uri,
         "PYTHONPATH": str(project),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # as after `source .venv/bin/activate`
-        "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions"),
     }
     start = time.monotonic()
     run = subprocess.run(

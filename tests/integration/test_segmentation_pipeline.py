@@ -79,7 +79,6 @@ def seg_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         **os.environ,
         "PYTHONPATH": str(project),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions"),
         "PREFECT_HOME": str(base / "prefect"),
     }
     env.pop("PREFECT_API_URL", None)

@@ -244,7 +244,6 @@ def project(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> dict[
         PREFECT_HOME=str(root / ".prefect"),  # what `edgeops run` defaults to in a project
         PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # as after `source .venv/bin/activate`
-        TORCH_EXTENSIONS_DIR=str(ROOT / ".cache" / "torch_extensions"),
     )
     start = time.monotonic()
     run = subprocess.run(
