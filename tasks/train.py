@@ -25,7 +25,7 @@ def main() -> None:
     train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
     run = live.open_pipeline_run(params)
     live.log_dataset(run, manifest, params.data.path)
-    several = len(params.candidates()) > 1
+    several = len(params.candidates(train.images.shape[1])) > 1
     loggers: dict[str, Callable[[dict], None]] = {}
 
     def on_epoch(model: str, row: dict) -> None:  # several candidates: each has its own curves

@@ -263,9 +263,10 @@ class Params(Strict):
             return self.by_task[self.task]
         return _default_settings()[self.task]
 
-    def candidates(self) -> list[str]:
+    def candidates(self, image_size: int | None = None) -> list[str]:
         """The models the train stage trains: the configured one, each of a list, or (auto) the zoo (with
-        train.pretrained: the zoo models that have ImageNet weights)."""
+        train.pretrained: the zoo models that have ImageNet weights; at a known image_size, those whose
+        recipe's min_image_size it reaches, if any does)."""
         from edgeops.vision import get_task
 
         model, task = self.settings.model, get_task(self.task)
@@ -276,6 +277,8 @@ class Params(Strict):
                     f"train.pretrained: true, but no {self.task} model has ImageNet weights: "
                     "set train.pretrained: false"
                 )
+            if image_size is not None:
+                return [m for m in zoo if task.recipes[m].min_image_size <= image_size] or zoo
             return zoo
         return list(dict.fromkeys(model)) if isinstance(model, list) else [model]
 

@@ -50,6 +50,17 @@ def test_candidates_of_a_model_a_list_and_auto() -> None:
     assert parse_params(_params(model="auto")).candidates() == zoo
 
 
+def test_auto_skips_the_models_too_big_for_the_input_size() -> None:
+    recipes = get_task("classification").recipes
+    auto = parse_params(_params(model="auto"))
+    small = auto.candidates(image_size=32)
+    assert "mobilenet_v3_small" not in small and "small_cnn" in small
+    assert all(recipes[m].min_image_size <= 32 for m in small)
+    assert auto.candidates(image_size=64) == auto.candidates()  # every model fits 64 px
+    listed = parse_params(_params(model=["mobilenet_v3_small", "small_cnn"]))
+    assert listed.candidates(image_size=32) == ["mobilenet_v3_small", "small_cnn"]  # asked for: trained
+
+
 @pytest.mark.parametrize("task", task_names())
 def test_auto_with_pretrained_takes_only_the_models_with_imagenet_weights(task: str) -> None:
     raw = yaml.safe_load(yaml.safe_dump(ROOT_PARAMS))

@@ -395,7 +395,13 @@ def train_model(
 
     on_epoch(model, row) gets each epoch of each candidate as soon as it is validated."""
     task, settings = get_task(params.task), params.settings
-    names = params.candidates()
+    image_size = train.images.shape[1]
+    names = params.candidates(image_size)
+    for skipped in (name for name in params.candidates() if name not in names):
+        log(
+            f"train: auto skips {skipped}: it needs image_size >= {task.recipes[skipped].min_image_size} "
+            f"(this run: {image_size}); list it in `model` to train it anyway"
+        )
     start = "ImageNet weights" if params.train.pretrained else "scratch"
     budget = params.train.budget_seconds
     if len(names) > 1:
@@ -413,7 +419,7 @@ def train_model(
         epochs, lr = params.epochs_and_lr(name)
         share = candidate_budget(budget, time.perf_counter() - stage_start, len(names) - i)
         log(
-            f"train: {params.task} {name} from {start} at {train.images.shape[1]}px, "
+            f"train: {params.task} {name} from {start} at {image_size}px, "
             f"{len(labels)} classes, {len(train)} train images, {epochs} epochs at most, lr {lr:g}"
             + (f" within {share:.0f}s" if share else "")
         )

@@ -81,11 +81,13 @@ class TaskDefaults:
 class Recipe:
     """How a zoo model trains when params.yaml says `epochs: auto` / `lr: auto`: the epochs it needs to
     converge (a maximum when train.budget_seconds is set) and its peak one-cycle learning rate.
-    imagenet_weights: the model can start from ImageNet weights (`train.pretrained: true`)."""
+    imagenet_weights: the model can start from ImageNet weights (`train.pretrained: true`).
+    min_image_size: below this input size the model is not worth training; `model: auto` skips it."""
 
     epochs: int
     lr: float
     imagenet_weights: bool = False
+    min_image_size: int = 0
 
 
 class VisionTask:

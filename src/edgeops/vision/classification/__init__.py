@@ -36,7 +36,8 @@ class ClassificationTask(VisionTask):
     # measured on the digits demo and a cluttered-digits set (README "Model zoo")
     recipes = {
         "small_cnn": Recipe(epochs=16, lr=3e-3),
-        "mobilenet_v3_small": Recipe(epochs=30, lr=3e-3, imagenet_weights=True),
+        # 32 px leaves it 1x1 at its last stage: 0.59 test top-1 where small_cnn reaches 0.88
+        "mobilenet_v3_small": Recipe(epochs=30, lr=3e-3, imagenet_weights=True, min_image_size=64),
         "resnet18": Recipe(epochs=15, lr=3e-3, imagenet_weights=True),
     }
     model_api_type = "Classification"
