@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -201,12 +202,22 @@ def _count_float_matmul_conv(model: ov.Model) -> int:
     return count
 
 
-def _quantize_torch(model: nn.Module, train: Split, subset_size: int, seed: int) -> nn.Module:
+def _quantize_torch(
+    model: nn.Module, train: Split, subset_size: int, seed: int, batch_size: int
+) -> nn.Module:
+    """NNCF's torch quantization, calibrated in batches of batch_size: its statistics cost about the same
+    per call whatever the batch (mobilenet_v3_small, 300 images at 64 px: 62 s one by one, 5 s in 32s)."""
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
     use_reference_fake_quantize()
     calibration = _subset(train, subset_size, seed)
-    return nncf.quantize(model, _torch_dataset(calibration), subset_size=len(calibration))
+    return nncf.quantize(
+        model,
+        _torch_dataset(calibration, batch_size),
+        subset_size=math.ceil(len(calibration) / batch_size),  # NNCF counts dataset items: batches
+        advanced_parameters=AdvancedQuantizationParameters(batchwise_statistics=True),
+    )
 
 
 def _strip_to_openvino(model: nn.Module, image_size: int, task: VisionTask) -> ov.Model:
@@ -245,7 +256,7 @@ def qat(
         log(f"qat: WARNING {warning}")
     seed_everything(seed)
     model = copy.deepcopy(model).eval()
-    quantized = _quantize_torch(model, train, config.subset_size, seed)
+    quantized = _quantize_torch(model, train, config.subset_size, seed, batch_size)
     before = validation_score(quantized, task, val, labels)
     log(
         f"qat: val {task.metric} after quantization {before:.4f}; fine-tuning {config.epochs} epoch(s) at most"
