@@ -14,6 +14,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MLFLOW_PORT ?= 5000
 PREFECT_PORT ?= 4200
 
+ZOO_DEMO_classification := data/demo
+ZOO_DEMO_segmentation := data/demo-segmentation
+ZOO_DEMO_detection := data/demo-detection
+ZOO_DATA = $(or $(DATA),$(ZOO_DEMO_$(or $(TASK),classification)))
+
 .PHONY: help setup run run-segmentation run-detection test test-unit lint format bench bench-zoo ui prefect-ui repro clean up down
 .DEFAULT_GOAL := help
 
@@ -57,9 +62,9 @@ format: setup ## apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix src tasks flows tests bench
 	$(BIN)/ruff format src tasks flows tests bench
 
-bench-zoo: setup ## every classification model with its recipe on DATA (default: the digits demo) at SIZE px: train time, val, fp32/ptq/qat test top-1 -> bench/zoo_results.json
-	@test -d "$(or $(DATA),data/demo)" || $(BIN)/dvc repro demo
-	$(PY) bench/zoo.py $(or $(DATA),data/demo) --size $(or $(SIZE),32)
+bench-zoo: setup ## every model of TASK's zoo (default classification) with its recipe on DATA (default: the task's demo) [at SIZE px]: train time, val, fp32/ptq/qat test scores -> bench/zoo_results.json
+	@test -d "$(ZOO_DATA)" || $(BIN)/dvc repro demo
+	$(PY) bench/zoo.py $(ZOO_DATA) --task $(or $(TASK),classification) $(if $(SIZE),--size $(SIZE))
 
 bench: setup ## benchmark resnet18, mobilenet_v3_small, the segmentation U-Net, the detector, SSDLite (FP32 f32 + default, FP16, INT8) -> bench/results.json
 	$(PY) bench/run.py --with-bare

@@ -1,13 +1,13 @@
-"""`make bench-zoo`: every classification model of the zoo with its recipe, on one dataset, as the pipeline
-trains and compresses it: what the README's "Model zoo" table reports.
+"""`make bench-zoo`: every model of a task's zoo with its recipe, on one dataset, as the pipeline trains
+and compresses it: what the README's "Model zoo" table reports.
 
-    python bench/zoo.py DATA [--size 32] [--models small_cnn,mobilenet_v3_small] [--seeds 0,1]
-                        [--epochs N] [--out bench/zoo_results.json]
+    python bench/zoo.py DATA [--task classification] [--size 32] [--models small_cnn,mobilenet_v3_small]
+                        [--seeds 0,1] [--epochs N] [--out bench/zoo_results.json]
 
 Per model and seed: the train stage's training (params.yaml's settings, `epochs`/`lr` from the model's
 recipe unless --epochs), then fp32, ptq and qat built by the pipeline's own compress functions with
 params.yaml's variant settings, each scored on the test split through the OpenVINO runtime with its
-default precision hint (the f32 hint too for fp32). Prints a table and writes JSON: wall times of
+default precision hint (the f32 hint too for fp32); the score is the task's metric (top-1, mIoU, mAP). Prints a table and writes JSON: wall times of
 training and of each variant's compression, best val, test scores, and whether qat holds
 gates.max_score_drop against fp32 (a failing qat is listed with its drop). The split is the pipeline's
 (data.split, seed), the data is decoded once per image size.
@@ -33,10 +33,12 @@ def measure(params, size: int, train, val, test, labels: list[str]) -> dict:  # 
     from edgeops.runtime import core, predict_all
     from edgeops.vision import get_task
 
-    task, quiet = get_task("classification"), lambda _: None
+    task, quiet = get_task(params.task), lambda _: None
     start = time.perf_counter()
     trained = train_model(params, train, val, labels, log=quiet)
     row = {
+        "task": params.task,
+        "metric": task.metric,
         "model": trained.kept.model,
         "size": size,
         "seed": params.seed,
@@ -79,8 +81,11 @@ def measure(params, size: int, train, val, test, labels: list[str]) -> dict:  # 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--models", default=None, help="comma-separated; default: the whole zoo")
+    parser.add_argument("--task", default="classification", help="classification | segmentation | detection")
+    parser.add_argument(
+        "--size", type=int, default=None, help="input size; default: params.yaml's for the task"
+    )
+    parser.add_argument("--models", default=None, help="comma-separated; default: the task's whole zoo")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int, default=None, help="instead of each model's recipe")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "zoo_results.json")
@@ -93,12 +98,14 @@ def main() -> None:
     from edgeops.vision import get_task
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["task"] = "classification"
+    raw["task"] = args.task
     raw["data"]["path"] = str(args.data)
-    raw["by_task"]["classification"]["image_size"] = args.size
+    settings = raw["by_task"][args.task]
+    if args.size:
+        settings["image_size"] = args.size
     if args.epochs:
-        raw["by_task"]["classification"]["epochs"] = args.epochs
-    models = args.models.split(",") if args.models else list(get_task("classification").models)
+        settings["epochs"] = args.epochs
+    models = args.models.split(",") if args.models else list(get_task(args.task).models)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -106,11 +113,13 @@ def main() -> None:
             prepared = Path(tmp) / f"seed{seed}"
             labels = prepare_dataset(parse_params(raw), prepared, log=lambda _: None)["classes"]
             train, val, test = (load_split(prepared, s) for s in ("train", "val", "test"))
+            size = train.images.shape[1]  # what prepare made of image_size (detection: auto)
             for model_name in models:
-                raw["by_task"]["classification"]["model"] = model_name
-                rows.append(measure(parse_params(raw), args.size, train, val, test, labels))
+                settings["model"] = model_name
+                rows.append(measure(parse_params(raw), size, train, val, test, labels))
                 print(json.dumps(rows[-1]), flush=True)
     args.out.write_text(json.dumps({"data": str(args.data), "rows": rows}, indent=2))
+    print(f"{args.task}: {get_task(args.task).metric} on the test split")
     header = "model                 size seed epochs  train s  val     fp32    ptq     qat     qat gate"
     print(header + "\n" + "-" * len(header))
     for r in rows:
