@@ -275,8 +275,12 @@ def predict(
         task, width, height = runner.task, runner.width, runner.height
         target = out if out is not None else Path("predictions")
         for path in images:
+            if path.is_dir():
+                raise EdgeopsError(
+                    f"{path} is a folder, not an image file: a model folder goes after --model"
+                )
             if not path.is_file():
-                raise EdgeopsError(f"{path} is not a file")
+                raise EdgeopsError(f"{path} does not exist: pass image files")
             try:
                 with open_image(path) as img:
                     pixels = model_input(img, (width, height))

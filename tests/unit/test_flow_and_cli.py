@@ -126,6 +126,9 @@ def test_predict_on_a_non_image_is_a_clear_error(tmp_path):
     text.write_text("hello")
     result = run_cli("predict", "--model", str(tmp_path / "m"), str(text))
     assert result.returncode == 2 and "not a readable image" in result.stderr
+    folder = run_cli("predict", "--model", str(tmp_path / "m"), str(tmp_path / "m"))  # a folder as an image
+    assert folder.returncode == 2 and "is a folder, not an image file" in folder.stderr
+    assert "--model" in folder.stderr and "Traceback" not in folder.stderr
     from tests.helpers import write_image_folder
 
     write_image_folder(tmp_path / "imgs", {"a": 1})
