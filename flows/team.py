@@ -46,8 +46,8 @@ def pull_data(workspace: str, data: str) -> None:
 
 
 @task(**NETWORK, timeout_seconds=1800)
-def push_results(workspace: str) -> bool:
-    return ws.push_results(Path(workspace), _log)
+def push_results(workspace: str, data: str) -> bool:
+    return ws.push_results(Path(workspace), data, _log)
 
 
 @task(cache_policy=NO_CACHE)
@@ -90,7 +90,7 @@ def team_pipeline(
     dataset = configure(workspace, data, task, model, variants, overrides)
     pull_data(workspace, dataset)
     summary = pipeline(project_dir=workspace)
-    summary["pushed"] = push_results(workspace)
+    summary["pushed"] = push_results(workspace, dataset)
     summary["commit"] = commit
     if summary["pushed"]:  # else the workspace holds the only copy of the DVC outputs
         ws.remove(Path(workspace))

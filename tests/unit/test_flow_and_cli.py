@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from edgeops.config import load_params
-from edgeops.orchestration.dvcgraph import FINAL_STAGE, stage_order
+from edgeops.orchestration.dvcgraph import stage_order
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGEOPS = Path(sys.executable).parent / "edgeops"
@@ -27,24 +27,6 @@ def test_flow_stages_are_dvc_stages_in_dependency_order():
     for v in variants:
         assert position["train"] < position[f"compress@{v}"] < position[f"evaluate@{v}"] < position["select"]
     assert position["select"] < position["register"]
-
-
-def test_a_run_on_your_own_data_skips_the_demo_stage(tmp_path):
-    import shutil
-
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
-    assert "demo" in stage_order(tmp_path, target=FINAL_STAGE)  # params.yaml trains on data/demo
-    own = tmp_path / "mine"
-    own.mkdir()
-    params = (tmp_path / "params.yaml").read_text().replace("path: data/demo ", f"path: {own} ", 1)
-    (tmp_path / "params.yaml").write_text(params)
-
-    needed = stage_order(tmp_path, target=FINAL_STAGE)
-
-    assert set(needed) == set(stage_order(tmp_path)) - {"demo"}
-    assert needed[-1] == FINAL_STAGE
 
 
 def test_every_stage_command_is_a_task_module():

@@ -21,6 +21,7 @@ from edgeops.errors import EdgeopsError
 WORKSPACES_ENV = "EDGEOPS_WORKSPACES"
 DVC_REMOTE_ENV = "EDGEOPS_DVC_REMOTE"  # e.g. s3://edgeops/dvc, set by `make up`'s env file
 REMOTE_NAME = "team"
+DEMO_STAGE = "demo"  # dvc.yaml's stage that writes paths.DEMO_DATASETS
 Log = Callable[[str], None]
 
 
@@ -119,15 +120,17 @@ def pull_data(workspace: Path, data: str, log: Log = print) -> None:
         )
 
 
-def push_results(workspace: Path, log: Log = print) -> bool:
-    """`dvc push` of the outputs of the stages the pipeline ran; False (and a log line) when no remote is
-    configured. The demo datasets are pushed only when the run trained on one of them."""
+def push_results(workspace: Path, data: str, log: Log = print) -> bool:
+    """`dvc push` of the pipeline's outputs; False (and a log line) when no remote is configured.
+
+    The demo datasets are pushed only when the run trained on one of them."""
     if not os.environ.get(DVC_REMOTE_ENV):
         log(f"no {DVC_REMOTE_ENV}: the DVC outputs stay in the workspace {workspace} (MLflow has the rest)")
         return False
-    from edgeops.orchestration.dvcgraph import FINAL_STAGE, stage_order
+    from edgeops.orchestration.dvcgraph import stage_order
+    from edgeops.paths import DEMO_DATASETS
 
-    stages = stage_order(workspace, target=FINAL_STAGE)
+    stages = [s for s in stage_order(workspace) if s != DEMO_STAGE or Path(data) in DEMO_DATASETS]
     _dvc(workspace, "push", "--quiet", *stages, what="pushing the results to the DVC remote")
     log(f"dvc push: the outputs of {len(stages)} stages")
     return True
