@@ -20,7 +20,7 @@ from prefect.runtime import flow_run as prefect_run
 from edgeops.console import process_seconds
 from edgeops.errors import EdgeopsError
 from edgeops.orchestration.dvc_worker import DvcWorker, discard_prestarted, prestart
-from edgeops.orchestration.dvcgraph import FINAL_STAGE, stage_order
+from edgeops.orchestration.dvcgraph import stage_order
 from edgeops.orchestration.prefect_local import TemporaryServer
 from edgeops.registry import live
 
@@ -91,7 +91,7 @@ def pipeline(project_dir: str = ".") -> dict:
     wall_start = time.perf_counter()
     (project / TIMINGS).parent.mkdir(parents=True, exist_ok=True)
     (project / STAGE_LOG).unlink(missing_ok=True)
-    stages = stage_order(project, target=FINAL_STAGE)  # not the demo stage when data.path is your data
+    stages = stage_order(project)
     env = {
         **stage_env(project),
         "EDGEOPS_TIMINGS": str(project / STAGE_LOG),

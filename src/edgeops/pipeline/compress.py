@@ -206,7 +206,8 @@ def _quantize_torch(
     model: nn.Module, train: Split, subset_size: int, seed: int, batch_size: int
 ) -> nn.Module:
     """NNCF's torch quantization, calibrated in batches of batch_size: its statistics cost about the same
-    per call whatever the batch (mobilenet_v3_small, 300 images at 64 px: 62 s one by one, 5 s in 32s)."""
+    per call whatever the batch (mobilenet_v3_small, 300 images at 64 px: 62 s one by one, 5 s in batches
+    of 32)."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
