@@ -7,9 +7,9 @@ and compresses it: what the README's "Model zoo" table reports.
 Per model and seed: the train stage's training (params.yaml's settings, `epochs`/`lr` from the model's
 recipe unless --epochs), then fp32, ptq and qat built by the pipeline's own compress functions with
 params.yaml's variant settings, each scored on the test split through the OpenVINO runtime with its
-default precision hint (the f32 hint too for fp32); the score is the task's metric (top-1, mIoU, mAP). Prints a table and writes JSON: wall times of
-training and of each variant's compression, best val, test scores, and whether qat holds
-gates.max_score_drop against fp32 (a failing qat is listed with its drop). The split is the pipeline's
+default precision hint (the f32 hint too for fp32); the score is the task's metric (top-1, mIoU, mAP).
+Prints a table and writes JSON: wall times of training and of each variant's compression, best val, test
+scores, and whether qat holds gates.max_score_drop against fp32 (a failing qat is listed with its drop). The split is the pipeline's
 (data.split, seed), the data is decoded once per image size.
 """
 
