@@ -35,10 +35,10 @@ def build(variant: str, on_epoch: Callable[[dict], None] | None = None) -> compr
         return compress.fp32(model, size, task)
     if variant == "fp16":
         return compress.fp16(model, size, task)
-    train = load_split(PREPARED, "train")
+    train = load_split(PREPARED, "train", size)
     if variant == "ptq":
         return compress.ptq(model, size, train, settings, seed, log, task)
-    val = load_split(PREPARED, "val")
+    val = load_split(PREPARED, "val", size)
     if variant == "ptq_ac":
         return compress.ptq_ac(model, size, train, val, settings, seed, log, task, labels)
     if variant == "qat":
@@ -80,7 +80,8 @@ def main() -> None:
         run.set_tags({"status": "failed", "error": reason})
         return
     seconds = time.perf_counter() - start
-    test, val = load_split(PREPARED, "test"), load_split(PREPARED, "val")
+    size = result.model.input(0).get_partial_shape()[1].get_length()  # NHWC: the checkpoint's input size
+    test, val = load_split(PREPARED, "test", size), load_split(PREPARED, "val", size)
     task = get_task(manifest["task"])
     # serving defaults (detection: the score threshold) are chosen on val, never on test
     val_predicted = predict_all(core().compile_model(result.model, "CPU"), val.images, task.decode_output)

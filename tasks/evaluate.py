@@ -42,7 +42,7 @@ def main() -> None:
     contract = read_model_json(model_dir)
     manifest = read_manifest(PREPARED)
     task, labels = get_task(manifest["task"]), manifest["classes"]
-    test = load_split(PREPARED, "test")
+    test = load_split(PREPARED, "test", contract["input"]["shape"][1])  # NHWC: at the model's input size
     evaluation, predicted = evaluate_model_dir(model_dir, task, test, labels)
     log(
         f"evaluate@{variant}: test {task.metric} {evaluation['score']:.4f} "

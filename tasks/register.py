@@ -15,7 +15,7 @@ import yaml
 from edgeops.config import Params, load_params
 from edgeops.console import git_commit, log, run_main
 from edgeops.errors import EdgeopsError
-from edgeops.files import sha256_bytes, sha256_file
+from edgeops.files import read_model_json, sha256_bytes, sha256_file
 from edgeops.paths import (
     PARETO_PLOT,
     PREPARED,
@@ -69,7 +69,8 @@ def chosen_variant_run(
             return run.info.run_id, run.data.tags.get("mlflow.parentRunId", ""), uri
     settings = getattr(params.compress.variants, variant).model_dump()
     run = live.variant_run(pipeline_run, variant, settings)
-    example = load_split(PREPARED, "test").images[:1]
+    size = read_model_json(variant_dir(variant), verify=False)["input"]["shape"][1]  # NHWC
+    example = load_split(PREPARED, "test", size).images[:1]
     uri = registry.log_variant(
         run,
         json.loads(evaluation_text),

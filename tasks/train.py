@@ -15,7 +15,7 @@ from edgeops.pipeline.prepare import load_split, read_manifest
 from edgeops.pipeline.train import save_checkpoint, train_model
 from edgeops.registry import live
 from edgeops.registry.tracking import metric_safe
-from edgeops.vision import get_task
+from edgeops.vision import Split, get_task
 
 
 def main() -> None:
@@ -25,20 +25,23 @@ def main() -> None:
     train, val = load_split(PREPARED, "train"), load_split(PREPARED, "val")
     run = live.open_pipeline_run(params)
     live.log_dataset(run, manifest, params.data.path)
-    several = len(params.candidates(train.images.shape[1])) > 1
+    several = len(params.candidates(manifest["image_size"])) > 1
     loggers: dict[str, Callable[[dict], None]] = {}
 
     def on_epoch(model: str, row: dict) -> None:  # several candidates: each has its own curves
         if model not in loggers:
-            loggers[model] = live.epoch_logger(run, task.metric, f"{model}_" if several else "")
+            loggers[model] = live.epoch_logger(run, task.metric, f"{metric_safe(model)}_" if several else "")
         loggers[model](row)
 
-    result = train_model(params, train, val, manifest["classes"], log, on_epoch)
+    def splits_at(size: int) -> tuple[Split, Split]:
+        return load_split(PREPARED, "train", size), load_split(PREPARED, "val", size)
+
+    result = train_model(params, train, val, manifest["classes"], log, on_epoch, splits_at)
     meta = {
         "task": manifest["task"],
         "model": result.kept.model,
         "classes": manifest["classes"],
-        "image_size": manifest["image_size"],
+        "image_size": result.kept.image_size,
         "dataset_fingerprint": manifest["fingerprint"],
     }
     save_checkpoint(result.model, CHECKPOINT, meta)
@@ -52,24 +55,29 @@ def main() -> None:
     summary = {
         "metric": task.metric,
         "model": result.kept.model,
+        "image_size": result.kept.image_size,
         "best_val_score": best,
         "epochs": result.kept.epochs,
         "stopped": result.kept.stopped,  # max_epochs, budget or patience
     }
     if several:
+        summary["candidate"] = result.kept.name  # the model, with @size when trained at another input size
         summary["candidates"] = [asdict(c) for c in result.candidates]
     TRAIN_METRICS.write_text(json.dumps(summary, indent=2))
     metrics = {f"best_val_{metric_safe(task.metric)}": best, "epochs_trained": float(result.kept.epochs)}
     if several:
-        metrics |= {f"{c.model}_best_val_{metric_safe(task.metric)}": c.best_val for c in result.candidates}
+        metrics |= {
+            f"{metric_safe(c.name)}_best_val_{metric_safe(task.metric)}": c.best_val
+            for c in result.candidates
+        }
         run.set_tags(
-            {"model": result.kept.model, "model_candidates": ",".join(c.model for c in result.candidates)}
+            {"model": result.kept.name, "model_candidates": ",".join(c.name for c in result.candidates)}
         )
     run.log_metrics(metrics)
-    run.log_params({f"trained.{c.model}.epochs": c.max_epochs for c in result.candidates})
-    run.log_params({f"trained.{c.model}.lr": c.lr for c in result.candidates})
+    run.log_params({f"trained.{metric_safe(c.name)}.epochs": c.max_epochs for c in result.candidates})
+    run.log_params({f"trained.{metric_safe(c.name)}.lr": c.lr for c in result.candidates})
     run.log_artifact(TRAIN_HISTORY, "training")
-    log(f"train: best val {task.metric} {best:.4f} ({result.kept.model}), checkpoint {CHECKPOINT}")
+    log(f"train: best val {task.metric} {best:.4f} ({result.kept.name}), checkpoint {CHECKPOINT}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,17 @@ from edgeops.errors import EdgeopsError
 PARAMS_FILE = "params.yaml"
 
 ALL_VARIANTS: tuple[str, ...] = ("fp32", "fp16", "ptq", "ptq_ac", "qat", "prune_int8")
+MIN_SIZE, MAX_SIZE = 16, 1024  # input sizes (pixels) a model may be trained at
+
+
+def split_candidate(entry: str) -> tuple[str, int | None]:
+    """A `model` entry as (zoo model, input size): `mobilenet_v3_small@64` -> (mobilenet_v3_small, 64);
+    `small_cnn` -> (small_cnn, None): at by_task.<task>.image_size. When what follows the @ is not a number,
+    the whole entry is the model name, which validation reports as an unknown model."""
+    model, at, size = entry.partition("@")
+    if at and size.isdigit():
+        return model, int(size)
+    return entry, None
 
 
 class Strict(BaseModel):
@@ -43,9 +54,9 @@ class TaskSettings(Strict):
 
     model: str | list[str] = Field(
         description="a zoo model; a list of them or auto (the whole zoo): the train stage trains each and "
-        "keeps the best by the validation metric"
+        "keeps the best by the validation metric. `model@size` trains that model at another input size"
     )
-    image_size: Annotated[int, Field(ge=16, le=1024)] | Literal["auto"] = Field(
+    image_size: Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)] | Literal["auto"] = Field(
         description="model input height = width; auto: the task picks it from the images' sizes (detection)"
     )
     epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
@@ -240,13 +251,20 @@ class Params(Strict):
                 raise ValueError(f"by_task.{name}: unknown task (one of {', '.join(task_names())})")
             zoo = get_task(name).models
             chosen = settings.model if isinstance(settings.model, list) else [settings.model]
-            for model in chosen:
-                if model == "auto" and isinstance(settings.model, list):
+            for entry in chosen:
+                if entry == "auto" and isinstance(settings.model, list):
                     raise ValueError(
                         f"by_task.{name}.model: auto means the whole zoo, it goes alone, not in a list"
                     )
-                if model not in zoo and model != "auto":
+                if entry == "auto":
+                    continue
+                model, size = split_candidate(entry)
+                if model not in zoo:
                     raise ValueError(f"by_task.{name}.model {model!r} is not auto or one of {', '.join(zoo)}")
+                if size is not None and not MIN_SIZE <= size <= MAX_SIZE:
+                    raise ValueError(
+                        f"by_task.{name}.model {entry!r}: the size after @ must be {MIN_SIZE}..{MAX_SIZE} pixels"
+                    )
             if not chosen:
                 raise ValueError(f"by_task.{name}.model: an empty list (name models, or say auto)")
         return self
@@ -264,23 +282,45 @@ class Params(Strict):
         return _default_settings()[self.task]
 
     def candidates(self, image_size: int | None = None) -> list[str]:
-        """The models the train stage trains: the configured one, each of a list, or (auto) the zoo (with
-        train.pretrained: the zoo models that have ImageNet weights; at a known image_size, those whose
-        recipe's min_image_size it reaches, if any does)."""
+        """What the train stage trains: the configured model, each of a list, or (auto) the zoo (with
+        train.pretrained: the zoo models that have ImageNet weights). An entry is a zoo model, or
+        `model@size` for a model trained at another input size than image_size.
+
+        With the run's image_size known, entries at that size lose their `@size` (duplicates go), and auto
+        trains a model whose recipe's min_image_size is larger at that minimum (`mobilenet_v3_small@64` at
+        32 px) instead of at a size too small for it."""
         from edgeops.vision import get_task
 
         model, task = self.settings.model, get_task(self.task)
         if model == "auto":
-            zoo = [m for m in task.models if task.recipes[m].imagenet_weights or not self.train.pretrained]
-            if not zoo:
+            entries = [
+                m for m in task.models if task.recipes[m].imagenet_weights or not self.train.pretrained
+            ]
+            if not entries:
                 raise EdgeopsError(
                     f"train.pretrained: true, but no {self.task} model has ImageNet weights: "
                     "set train.pretrained: false"
                 )
             if image_size is not None:
-                return [m for m in zoo if task.recipes[m].min_image_size <= image_size] or zoo
-            return zoo
-        return list(dict.fromkeys(model)) if isinstance(model, list) else [model]
+                entries = [
+                    f"{m}@{task.recipes[m].min_image_size}"
+                    if task.recipes[m].min_image_size > image_size
+                    else m
+                    for m in entries
+                ]
+        else:
+            entries = model if isinstance(model, list) else [model]
+        if image_size is not None:
+            entries = [
+                m if size in (None, image_size) else f"{m}@{size}"
+                for m, size in map(split_candidate, entries)
+            ]
+        return list(dict.fromkeys(entries))
+
+    def candidate_sizes(self, image_size: int) -> list[int]:
+        """The input sizes of the candidates other than image_size: prepare decodes the data at each too."""
+        sizes = {split_candidate(entry)[1] for entry in self.candidates(image_size)}
+        return sorted(size for size in sizes if size is not None and size != image_size)
 
     def epochs_and_lr(self, model: str) -> tuple[int, float]:
         """The task settings' epochs and lr, `auto` replaced by that model's recipe."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeops.config import parse_params
+from edgeops.config import parse_params, split_candidate
 from edgeops.errors import EdgeopsError
 from edgeops.pipeline import train as train_module
 from edgeops.pipeline.train import Candidate, candidate_budget, pick_candidate, train_model
@@ -50,15 +50,78 @@ def test_candidates_of_a_model_a_list_and_auto() -> None:
     assert parse_params(_params(model="auto")).candidates() == zoo
 
 
-def test_auto_skips_the_models_too_big_for_the_input_size() -> None:
+def test_auto_trains_a_model_too_big_for_the_input_size_at_its_minimum() -> None:
     recipes = get_task("classification").recipes
     auto = parse_params(_params(model="auto"))
-    small = auto.candidates(image_size=32)
-    assert "mobilenet_v3_small" not in small and "small_cnn" in small
-    assert all(recipes[m].min_image_size <= 32 for m in small)
+    assert recipes["mobilenet_v3_small"].min_image_size == 64
+    assert auto.candidates(image_size=32) == ["small_cnn", "mobilenet_v3_small@64", "resnet18"]
+    assert auto.candidate_sizes(32) == [64]
     assert auto.candidates(image_size=64) == auto.candidates()  # every model fits 64 px
+    assert auto.candidate_sizes(64) == []
     listed = parse_params(_params(model=["mobilenet_v3_small", "small_cnn"]))
-    assert listed.candidates(image_size=32) == ["mobilenet_v3_small", "small_cnn"]  # asked for: trained
+    assert listed.candidates(image_size=32) == ["mobilenet_v3_small", "small_cnn"]  # asked for: at 32 px
+
+
+def test_model_at_size_entries_are_validated_and_normalised() -> None:
+    assert split_candidate("mobilenet_v3_small@64") == ("mobilenet_v3_small", 64)
+    assert split_candidate("small_cnn") == ("small_cnn", None)
+    assert split_candidate("small_cnn@big") == ("small_cnn@big", None)
+    listed = parse_params(_params(model=["small_cnn", "small_cnn@32", "small_cnn@48", "resnet18@48"]))
+    # an entry at the run's own size is that model; the same model at two sizes is two candidates
+    assert listed.candidates(image_size=32) == ["small_cnn", "small_cnn@48", "resnet18@48"]
+    assert listed.candidate_sizes(32) == [48]
+    assert listed.candidates(image_size=48) == ["small_cnn", "small_cnn@32", "resnet18"]
+    for bad, message in [
+        ("small_cnn@big", "'small_cnn@big' is not auto or one of"),
+        ("small_cnn@8", "the size after @ must be 16..1024"),
+        ("tiny_net@64", "'tiny_net' is not auto or one of"),
+    ]:
+        with pytest.raises(EdgeopsError, match=message):
+            parse_params(_params(model=[bad]))
+
+
+def test_prepare_decodes_each_candidate_size_and_load_split_finds_it(tmp_path) -> None:
+    from PIL import Image
+
+    from edgeops.pipeline.prepare import load_split, prepare_dataset, read_manifest
+
+    shapes = _shapes_split(6, 40, seed=0)
+    for i, (image, label) in enumerate(zip(shapes.images, shapes.targets, strict=True)):
+        (tmp_path / "data" / LABELS[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "data" / LABELS[label] / f"{i}.png")
+    raw = _params(model=["small_cnn", "mobilenet_v3_small@64"], image_size=24)
+    raw["data"]["path"] = str(tmp_path / "data")
+    manifest = prepare_dataset(parse_params(raw), tmp_path / "prepared", log=lambda _: None)
+    assert manifest["image_size"] == 24 and manifest["extra_sizes"] == [64]
+    assert read_manifest(tmp_path / "prepared")["extra_sizes"] == [64]
+    for name in ("train", "val", "test"):
+        base, big = load_split(tmp_path / "prepared", name), load_split(tmp_path / "prepared", name, 64)
+        assert base.images.shape[1:] == (24, 24, 3) and big.images.shape[1:] == (64, 64, 3)
+        assert (base.targets == big.targets).all()  # the same images, in the same order
+        assert load_split(tmp_path / "prepared", name, 24).images.shape == base.images.shape
+    with pytest.raises(EdgeopsError, match="holds no 48 px copy of the data; rerun the prepare stage"):
+        load_split(tmp_path / "prepared", "train", 48)
+
+
+def test_a_candidate_at_another_size_trains_on_the_data_at_that_size(monkeypatch) -> None:
+    seen = []
+    real_fit = train_module.fit
+
+    def spy(model, task, labels, train, val, **kwargs):
+        seen.append((kwargs["tag"], train.images.shape[1], val.images.shape[1]))
+        return real_fit(model, task, labels, train, val, **{**kwargs, "epochs": 1})
+
+    monkeypatch.setattr(train_module, "fit", spy)
+    params = parse_params(_params(model=["small_cnn", "small_cnn@24"], image_size=16))
+    small, large = _shapes_split(4, 16, seed=0), _shapes_split(4, 24, seed=0)
+    result = train_model(params, small, small, LABELS, lambda _: None, splits_at=lambda size: (large, large))
+    assert seen == [("train small_cnn", 16, 16), ("train small_cnn@24", 24, 24)]
+    assert [(c.name, c.model, c.image_size) for c in result.candidates] == [
+        ("small_cnn", "small_cnn", 16),
+        ("small_cnn@24", "small_cnn", 24),
+    ]
+    with pytest.raises(EdgeopsError, match="no data at 24px was prepared"):
+        train_model(params, small, small, LABELS, lambda _: None)
 
 
 @pytest.mark.parametrize("task", task_names())
@@ -105,8 +168,8 @@ def test_bad_epochs_or_lr_is_an_error(bad) -> None:
 
 def _candidate(model: str, val: float, parameters: int) -> Candidate:
     return Candidate(
-        model=model, best_val=val, parameters=parameters, epochs=3, seconds=1.0, stopped="max_epochs",
-        max_epochs=3, lr=1e-3,
+        name=model, model=model, image_size=32, best_val=val, parameters=parameters, epochs=3, seconds=1.0,
+        stopped="max_epochs", max_epochs=3, lr=1e-3,
     )  # fmt: skip
 
 
@@ -174,17 +237,17 @@ def test_report_names_the_model_and_why_the_other_candidates_lost() -> None:
         "candidates": [
             {"model": "small_cnn", "best_val": 0.85, "parameters": 288_000, "epochs": 8, "seconds": 50.0,
              "stopped": "max_epochs"},
-            {"model": "mobilenet_v3_small", "best_val": 0.70, "parameters": 1_500_000, "epochs": 12,
-             "seconds": 120.0, "stopped": "budget"},
+            {"name": "mobilenet_v3_small@64", "model": "mobilenet_v3_small", "image_size": 64, "best_val": 0.70,
+             "parameters": 1_500_000, "epochs": 12, "seconds": 120.0, "stopped": "budget"},
             {"model": "resnet18", "best_val": 0.85, "parameters": 11_000_000, "epochs": 5, "seconds": 130.0,
              "stopped": "budget"},
         ],
     }  # fmt: skip
     text = "\n".join(training_section("accuracy", training))
     assert "Every variant comes from `small_cnn`" in text
-    assert "| small_cnn | 0.29 | 0.8500 | 8 | 50 | max_epochs | **kept** |" in text
-    assert "| mobilenet_v3_small | 1.50 | 0.7000 | 12 | 120 | budget | val -0.1500 |" in text
-    assert "| resnet18 | 11.00 | 0.8500 | 5 | 130 | budget | tie: larger model |" in text
+    assert "| small_cnn |  | 0.29 | 0.8500 | 8 | 50 | max_epochs | **kept** |" in text  # an older train.json
+    assert "| mobilenet_v3_small@64 | 64 | 1.50 | 0.7000 | 12 | 120 | budget | val -0.1500 |" in text
+    assert "| resnet18 |  | 11.00 | 0.8500 | 5 | 130 | budget | tie: larger model |" in text
     single = {k: v for k, v in training.items() if k != "candidates"}
     assert "candidates" not in "\n".join(training_section("accuracy", single))
     assert training_section("accuracy", {}) == []

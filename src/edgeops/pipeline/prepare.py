@@ -70,6 +70,10 @@ def prepare_dataset(params: Params, out_dir: str | Path, log: Callable[[str], No
             "counts": {},
             "splits": {},
         }
+        extra_sizes = params.candidate_sizes(size)
+        if extra_sizes:
+            manifest["extra_sizes"] = extra_sizes
+            log(f"prepare: also at {', '.join(f'{s} px' for s in extra_sizes)} for the model candidates")
         bad: list[str] = []  # unreadable files of all splits, reported together at the end
         for name in SPLITS:
 
@@ -80,7 +84,12 @@ def prepare_dataset(params: Params, out_dir: str | Path, log: Callable[[str], No
             bad += unreadable
             if bad:
                 continue  # keep decoding to name every bad file; nothing more gets written
-            save_split(tmp / f"{name}.npz", split)
+            save_split(tmp / split_file(name, size, size), split)
+            for extra in extra_sizes:  # the files decoded fine at the first size: they do at any
+                save_split(
+                    tmp / split_file(name, extra, size),
+                    task.decode(dataset, splits[name], extra, name == "test", None)[0],
+                )
             manifest["counts"][name] = len(split)
             manifest["splits"][name] = task.describe_split(dataset, splits[name])
         if bad:
@@ -107,9 +116,23 @@ def read_manifest(prepared_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_split(prepared_dir: str | Path, name: str) -> Split:
-    path = Path(prepared_dir) / f"{name}.npz"
+def split_file(name: str, size: int, image_size: int) -> str:
+    """A split's file: `train.npz` at the run's image_size, `train@64.npz` at a candidate's other size."""
+    return f"{name}.npz" if size == image_size else f"{name}@{size}.npz"
+
+
+def load_split(prepared_dir: str | Path, name: str, size: int | None = None) -> Split:
+    """A split as prepare decoded it: at the run's image_size, or at a model candidate's other `size`."""
+    file = (
+        f"{name}.npz" if size is None else split_file(name, size, read_manifest(prepared_dir)["image_size"])
+    )
+    path = Path(prepared_dir) / file
     if not path.exists():
+        if size is not None and (Path(prepared_dir) / f"{name}.npz").exists():
+            raise EdgeopsError(
+                f"{path} not found: {prepared_dir} holds no {size} px copy of the data; "
+                "rerun the prepare stage (dvc repro prepare)"
+            )
         raise EdgeopsError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
     with np.load(path) as z:
         originals = None

@@ -24,9 +24,10 @@ def training_section(metric: str, training: dict) -> list[str]:
     """Which model every variant comes from; with several candidates, all of them and why the others lost."""
     if not training.get("model"):
         return []
+    kept = training.get("candidate", training["model"])  # with @size when trained at another input size
     lines = [
         "",
-        f"Every variant comes from `{training['model']}` (best val {metric} "
+        f"Every variant comes from `{kept}` (best val {metric} "
         f"{training['best_val_score']:.4f}, {training['epochs']} epochs, stopped: {training['stopped']}).",
     ]
     candidates = training.get("candidates") or []
@@ -37,18 +38,19 @@ def training_section(metric: str, training: dict) -> list[str]:
         "",
         "## Model candidates (train stage: the best FP32 val score is kept, a tie goes to the smaller model)",
         "",
-        f"| model | params (M) | best val {metric} | epochs | seconds | stopped | |",
-        "|---|---|---|---|---|---|---|",
+        f"| model | input (px) | params (M) | best val {metric} | epochs | seconds | stopped | |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in candidates:
+        name = c.get("name", c["model"])
         why = (
             "**kept**"
-            if c["model"] == training["model"]
+            if name == kept
             else (f"val {c['best_val'] - best:+.4f}" if c["best_val"] < best else "tie: larger model")
         )
         lines.append(
-            f"| {c['model']} | {c['parameters'] / 1e6:.2f} | {c['best_val']:.4f} | {c['epochs']} "
-            f"| {c['seconds']:.0f} | {c['stopped']} | {why} |"
+            f"| {name} | {c.get('image_size', '')} | {c['parameters'] / 1e6:.2f} | {c['best_val']:.4f} "
+            f"| {c['epochs']} | {c['seconds']:.0f} | {c['stopped']} | {why} |"
         )
     return lines
 

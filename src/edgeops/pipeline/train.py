@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeops.config import Params
+from edgeops.config import Params, split_candidate
 from edgeops.errors import EdgeopsError
 from edgeops.vision import Split, VisionTask, get_task
 from edgeops.vision.preprocess import normalize
@@ -345,7 +345,9 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
 class Candidate:
     """One model the train stage trained: its best validation score and how its training went."""
 
+    name: str  # the `model` entry: the zoo model, with @size when trained at another input size
     model: str
+    image_size: int
     best_val: float
     parameters: int
     epochs: int
@@ -389,19 +391,23 @@ def train_model(
     labels: list[str],
     log: Callable[[str], None] = print,
     on_epoch: Callable[[str, dict], None] | None = None,
+    splits_at: Callable[[int], tuple[Split, Split]] | None = None,
 ) -> Trained:
-    """Train every candidate model (params.candidates(): one unless the model is a list or auto) within
+    """Train every candidate (params.candidates(): one unless the model is a list or auto) within
     train.budget_seconds shared between them; the best one by validation score is kept.
 
-    on_epoch(model, row) gets each epoch of each candidate as soon as it is validated."""
+    train and val are at the run's image_size; splits_at(size) gives them at a candidate's other size
+    (`model@size`). on_epoch(candidate, row) gets each epoch of each candidate as soon as it is validated."""
     task, settings = get_task(params.task), params.settings
     image_size = train.images.shape[1]
     names = params.candidates(image_size)
-    for skipped in (name for name in params.candidates() if name not in names):
-        log(
-            f"train: auto skips {skipped}: it needs image_size >= {task.recipes[skipped].min_image_size} "
-            f"(this run: {image_size}); list it in `model` to train it anyway"
-        )
+    for name in names:
+        model_name, size = split_candidate(name)
+        if size is not None and name not in params.candidates():  # auto moved it to its minimum size
+            log(
+                f"train: auto trains {model_name} at {size}px, the least its recipe allows "
+                f"(image_size is {image_size}); list {model_name} in `model` to train it at {image_size}px"
+            )
     start = "ImageNet weights" if params.train.pretrained else "scratch"
     budget = params.train.budget_seconds
     if len(names) > 1:
@@ -414,13 +420,21 @@ def train_model(
     candidates: list[Candidate] = []
     stage_start = time.perf_counter()
     for i, name in enumerate(names):
+        model_name, size = split_candidate(name)
+        size = size or image_size
+        if size == image_size:
+            train_c, val_c = train, val
+        elif splits_at is None:
+            raise EdgeopsError(f"{name}: no data at {size}px was prepared for this candidate")
+        else:
+            train_c, val_c = splits_at(size)
         seed_everything(params.seed, params.train.num_threads)
-        model = task.build_model(name, len(labels), params.train.pretrained)
-        epochs, lr = params.epochs_and_lr(name)
+        model = task.build_model(model_name, len(labels), params.train.pretrained)
+        epochs, lr = params.epochs_and_lr(model_name)
         share = candidate_budget(budget, time.perf_counter() - stage_start, len(names) - i)
         log(
-            f"train: {params.task} {name} from {start} at {image_size}px, "
-            f"{len(labels)} classes, {len(train)} train images, {epochs} epochs at most, lr {lr:g}"
+            f"train: {params.task} {model_name} from {start} at {size}px, "
+            f"{len(labels)} classes, {len(train_c)} train images, {epochs} epochs at most, lr {lr:g}"
             + (f" within {share:.0f}s" if share else "")
         )
         began = time.perf_counter()
@@ -428,8 +442,8 @@ def train_model(
             model,
             task,
             labels,
-            train,
-            val,
+            train_c,
+            val_c,
             epochs=epochs,
             lr=lr,
             batch_size=settings.batch_size,
@@ -444,7 +458,9 @@ def train_model(
         )
         candidates.append(
             Candidate(
-                model=name,
+                name=name,
+                model=model_name,
+                image_size=size,
                 best_val=max(row["val_score"] for row in history),
                 parameters=sum(p.numel() for p in model.parameters()),
                 epochs=len(history),
@@ -460,9 +476,10 @@ def train_model(
     best = pick_candidate(candidates)
     assert kept is not None
     if len(names) > 1:
+        width = max(len(c.name) for c in candidates)
         for c in candidates:
             log(
-                f"train: {c.model:<20} val {task.metric} {c.best_val:.4f}  {c.parameters / 1e6:.2f}M params  "
+                f"train: {c.name:<{width}} val {task.metric} {c.best_val:.4f}  {c.parameters / 1e6:.2f}M params  "
                 f"{c.epochs} epochs in {c.seconds:.0f}s ({c.stopped})"
                 + ("  <- kept" if c is candidates[best] else "")
             )
