@@ -80,7 +80,8 @@ def make_project(root: Path, data: Path) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["task"] = "classification"
     params["data"].update(path=str(data))
-    params["by_task"]["classification"].update(image_size=16, epochs=6, batch_size=32)
+    # the model at another input size than image_size: prepare decodes both, every stage after train uses 24
+    params["by_task"]["classification"].update(model="small_cnn@24", image_size=16, epochs=6, batch_size=32)
     variants = params["compress"]["variants"]
     variants["ptq"]["subset_size"] = 100
     variants["ptq_ac"]["subset_size"] = 100
@@ -119,20 +120,23 @@ def test_every_variant_is_a_working_ir_with_the_contract(pipeline_run):
     project = pipeline_run["project"]
     manifest = json.loads((project / "data/prepared/manifest.json").read_text())
     test_files = manifest["splits"]["test"]
+    assert manifest["image_size"] == 16 and manifest["extra_sizes"] == [24]
+    train_json = json.loads((project / "metrics/train.json").read_text())
+    assert (train_json["model"], train_json["image_size"]) == ("small_cnn", 24)
     for variant in [*VARIANTS, "selected"]:
         folder = project / "models" / variant
         contract = read_model_json(folder)  # verifies sha256 of model.xml/model.bin
         assert contract["format_version"] == MODEL_FORMAT_VERSION
         assert contract["task"] == manifest["task"] == "classification" and contract["metric"] == "accuracy"
         assert contract["labels"] == manifest["classes"]
-        assert contract["input"]["shape"] == [1, 16, 16, 3]
+        assert contract["input"]["shape"] == [1, 24, 24, 3]
         assert contract["output"]["name"] == "logits" and contract["output"]["shape"] == [
             1,
             len(manifest["classes"]),
         ]
         compiled = compile_model(folder)
         hits = [
-            int(np.argmax(compiled([load_rgb(Path(manifest["source"]) / path, 16)[None]])[0])) == label
+            int(np.argmax(compiled([load_rgb(Path(manifest["source"]) / path, 24)[None]])[0])) == label
             for path, label in test_files
         ]
         # accuracy from raw files the way an edge app reads them == what the pipeline recorded
