@@ -260,7 +260,11 @@ class Params(Strict):
                     continue
                 model, size = split_candidate(entry)
                 if model not in zoo:
-                    raise ValueError(f"by_task.{name}.model {model!r} is not auto or one of {', '.join(zoo)}")
+                    where = f" (in {entry!r})" if model != entry else ""
+                    raise ValueError(
+                        f"by_task.{name}.model {model!r}{where} is not auto or one of {', '.join(zoo)}"
+                        + (" (model@size: a zoo model, @, a size in pixels)" if "@" in entry else "")
+                    )
                 if size is not None and not MIN_SIZE <= size <= MAX_SIZE:
                     raise ValueError(
                         f"by_task.{name}.model {entry!r}: the size after @ must be {MIN_SIZE}..{MAX_SIZE} pixels"

@@ -74,7 +74,11 @@ def test_model_at_size_entries_are_validated_and_normalised() -> None:
     for bad, message in [
         ("small_cnn@big", "'small_cnn@big' is not auto or one of"),
         ("small_cnn@8", "the size after @ must be 16..1024"),
-        ("tiny_net@64", "'tiny_net' is not auto or one of"),
+        ("tiny_net@64", "'tiny_net' \\(in 'tiny_net@64'\\) is not auto or one of"),
+        (
+            "@64",
+            "'' \\(in '@64'\\) is not auto or one of .* \\(model@size: a zoo model, @, a size in pixels\\)",
+        ),
     ]:
         with pytest.raises(EdgeopsError, match=message):
             parse_params(_params(model=[bad]))
