@@ -4,6 +4,7 @@ grid with straight-through gradients."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -37,15 +38,19 @@ def test_qat_fake_quantize_compiles_nothing(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setattr(extensions.QuantizedFunctionsCPU, "_loaded_namespace", None)  # as in a fresh stage
-    monkeypatch.setattr(
-        extensions.QuantizedFunctionsCPULoader, "load", extensions.QuantizedFunctionsCPULoader.load
-    )
     monkeypatch.setattr(reference.torch_forward, "_compiled_func", reference.torch_forward._compiled_func)
     monkeypatch.setattr(reference.torch_backward, "_compiled_func", reference.torch_backward._compiled_func)
 
-    compress.use_reference_fake_quantize()
-    model = _quantized_tiny_model().train()
-    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    messages: list[str] = []
+    listener = logging.Handler(logging.INFO)
+    listener.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("nncf").addHandler(listener)
+    try:
+        compress.use_reference_fake_quantize()
+        model = _quantized_tiny_model().train()
+        model(torch.randn(2, 3, 8, 8)).sum().backward()
+    finally:
+        logging.getLogger("nncf").removeHandler(listener)
 
     assert (
         extensions.QuantizedFunctionsCPU.get("Quantize_forward")
@@ -53,6 +58,7 @@ def test_qat_fake_quantize_compiles_nothing(tmp_path: Path, monkeypatch: pytest.
     )
     assert reference.torch_forward._compiled_func == reference.torch_forward._func  # eager, not torch.compile
     assert not any(tmp_path.iterdir()), "an NNCF extension was built"
+    assert not [m for m in messages if "extension" in m], messages  # no "Compiling ... extension" in the log
 
 
 def test_reference_fake_quantize_lands_on_the_grid_with_straight_through_gradients() -> None:

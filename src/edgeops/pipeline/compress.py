@@ -39,9 +39,8 @@ def use_reference_fake_quantize() -> None:
     centernet 8 % and small_cnn 24 % slower, seconds against the compile's ~45 s."""
     from nncf.torch.quantization import extensions, reference
 
-    extensions.QuantizedFunctionsCPULoader.load = classmethod(
-        lambda cls: reference.ReferenceQuantizedFunctions
-    )
+    # as if the extension were loaded already: NNCF neither builds it nor logs "Compiling ... extension"
+    extensions.QuantizedFunctionsCPU._loaded_namespace = reference.ReferenceQuantizedFunctions
     for compiled in (reference.torch_forward, reference.torch_backward):
         compiled._compiled_func = compiled._func
 
