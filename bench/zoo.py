@@ -63,7 +63,7 @@ def measure(params, size: int, train, val, test, labels: list[str]) -> dict:  # 
         "ptq": lambda: compress.ptq(model, size, train, variants.ptq, seed, quiet, task),
         "qat": lambda: compress.qat(
             model, size, train, val, variants.qat, seed, quiet, task, labels,
-            params.settings.batch_size, None, trained.history,
+            params.settings.batch_size, None, trained.history, task.recipes[trained.kept.model],
         ),
     }  # fmt: skip
     for name, build in builders.items():

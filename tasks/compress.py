@@ -44,7 +44,19 @@ def build(variant: str, on_epoch: Callable[[dict], None] | None = None) -> compr
     if variant == "qat":
         history = read_history(TRAIN_HISTORY)  # a dvc.yaml dep of compress: the convergence note reads it
         return compress.qat(
-            model, size, train, val, settings, seed, log, task, labels, batch_size, on_epoch, history
+            model,
+            size,
+            train,
+            val,
+            settings,
+            seed,
+            log,
+            task,
+            labels,
+            batch_size,
+            on_epoch,
+            history,
+            task.recipes[meta["model"]],
         )
     if variant == "prune_int8":
         return compress.prune_int8(

@@ -109,8 +109,10 @@ class QatConfig(Strict):
     patience: int | None = Field(
         None, ge=1, description="stop after this many epochs without a better validation score"
     )
-    freeze_bn_after_epochs: int | None = Field(
-        1, ge=0, description="BatchNorm statistics frozen after this many fine-tuning epochs; null = never"
+    freeze_bn_after_epochs: Annotated[int, Field(ge=0)] | Literal["auto"] | None = Field(
+        "auto",
+        description="BatchNorm statistics frozen after this many fine-tuning epochs; null = never; "
+        "auto: the model's recipe (README 'Model zoo')",
     )
 
 

@@ -55,7 +55,7 @@ def test_compress_stage_passes_train_batch_size(variant, tmp_path, monkeypatch):
         f"task: classification\nby_task: {{classification: {settings}}}\n"
         f"compress: {{variants: {{{variant}: {{}}}}}}\n"
     )
-    meta = {"task": "classification", "classes": LABELS, "image_size": 16}
+    meta = {"task": "classification", "model": "small_cnn", "classes": LABELS, "image_size": 16}
     monkeypatch.setattr(tasks.compress, "load_checkpoint", lambda _: (object(), meta))
     monkeypatch.setattr(tasks.compress, "load_split", lambda *_: None)
     calls: list[tuple] = []
@@ -64,9 +64,10 @@ def test_compress_stage_passes_train_batch_size(variant, tmp_path, monkeypatch):
     def on_epoch(row: dict) -> None: ...
 
     tasks.compress.build(variant, on_epoch)
-    args = calls[0][:-1] if variant == "qat" else calls[0]  # qat also gets the train stage's history
+    args = calls[0][:-2] if variant == "qat" else calls[0]  # qat also gets the history and the recipe
     if variant == "qat":
-        assert calls[0][-1] is None  # no plots/train_history.csv here
+        assert calls[0][-2] is None  # no plots/train_history.csv here
+        assert calls[0][-1] is TASK.recipes["small_cnn"]  # for freeze_bn_after_epochs: auto
     assert args[-2] == 12
     assert args[-4:-2] == (TASK, LABELS)  # the task and labels the fine-tuning validates with
     assert args[-1] is on_epoch  # fine-tuning curves go live to MLflow

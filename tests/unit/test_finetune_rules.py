@@ -24,6 +24,8 @@ from edgeops.pipeline.train import (
     read_history,
     stop_reason,
 )
+from edgeops.vision import get_task
+from edgeops.vision.base import Recipe
 from edgeops.vision.classification.models import build_model
 from tests.unit.test_batchnorm_reestimation import LABELS, TASK, _shapes_split
 
@@ -124,6 +126,29 @@ def test_qat_freezes_batchnorm_of_the_nncf_model_and_records_why_it_stopped(monk
     assert result.details["finetune_stopped"] == "max_epochs"
     assert result.details["freeze_bn_after_epochs"] == 1
     assert result.details["notes"] == [CONVERGENCE_WARNING]
+
+
+@pytest.mark.parametrize(
+    ("setting", "recipe_value", "expected"), [("auto", 0, 0), ("auto", None, None), (2, 0, 2)]
+)
+def test_qat_freeze_auto_takes_the_model_recipe_and_a_number_wins(
+    setting, recipe_value, expected, monkeypatch
+) -> None:
+    seen = {}
+
+    def spy_fit(model, *args, **kwargs):
+        seen["freeze_bn_after"] = kwargs["freeze_bn_after"]
+        return model, [{"epoch": 1, "val_score": 0.5, "stopped": "max_epochs", "kept": False}]
+
+    monkeypatch.setattr(compress, "fit", spy_fit)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 2).eval()
+    data = _shapes_split(8, 16, seed=0)
+    config = QatConfig(epochs=1, subset_size=8, freeze_bn_after_epochs=setting)
+    recipe = Recipe(epochs=1, lr=1e-3, qat_freeze_bn_after=recipe_value)
+    result = compress.qat(model, 16, data, data, config, 0, lambda _: None, TASK, LABELS, 8, recipe=recipe)
+    assert seen["freeze_bn_after"] == expected == result.details["freeze_bn_after_epochs"]
+    assert get_task("classification").recipes["mobilenet_v3_small"].qat_freeze_bn_after == 0  # measured
 
 
 # ------------------------------------------------------------------------------------------ budget
@@ -280,13 +305,14 @@ def test_convergence_is_checked_on_the_train_stage_csv(tmp_path) -> None:
 
 def test_finetune_settings_are_validated() -> None:
     variants = parse_params({"compress": {"variants": {"qat": {}, "prune_int8": {}}}}).compress.variants
-    assert variants.qat is not None and variants.qat.freeze_bn_after_epochs == 1
+    assert variants.qat is not None and variants.qat.freeze_bn_after_epochs == "auto"
     assert variants.qat.budget_seconds is None and variants.qat.patience is None
     assert variants.prune_int8 is not None and variants.prune_int8.budget_seconds is None
     for variant, bad in [
         ("qat", {"budget_seconds": 0}),
         ("qat", {"patience": 0}),
         ("qat", {"freeze_bn_after_epochs": -1}),
+        ("qat", {"freeze_bn_after_epochs": "always"}),
         ("prune_int8", {"budget_seconds": -5}),
         ("prune_int8", {"freeze_bn_after_epochs": 1}),  # QAT only
     ]:

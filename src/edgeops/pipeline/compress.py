@@ -18,6 +18,7 @@ from edgeops.pipeline.export import float_ir, postprocessor_ops
 from edgeops.pipeline.train import convergence_warning, fit, seed_everything, validation_score
 from edgeops.runtime import core, predict_all
 from edgeops.vision import Split, VisionTask
+from edgeops.vision.base import Recipe
 from edgeops.vision.preprocess import normalize
 
 Log = Callable[[str], None]
@@ -241,6 +242,7 @@ def qat(
     batch_size: int = 64,
     on_epoch: Callable[[dict], None] | None = None,
     train_history: list[dict] | None = None,
+    recipe: Recipe | None = None,
 ) -> Compressed:
     """Quantize in torch, fine-tune with fake-quantization, strip, export INT8.
 
@@ -248,7 +250,11 @@ def qat(
     stopping with config.patience, the best validation epoch kept; BatchNorm statistics are frozen after
     config.freeze_bn_after_epochs epochs. batch_size: the training batch size (train.batch_size), which
     bounds the fine-tuning memory. train_history: the train stage's rows, if known; when they say FP32 was
-    still improving at its last epoch, a note says so (no block)."""
+    still improving at its last epoch, a note says so (no block). recipe: the model's, for
+    freeze_bn_after_epochs: auto (without one, auto freezes after 1 epoch)."""
+    freeze_after = config.freeze_bn_after_epochs
+    if freeze_after == "auto":
+        freeze_after = recipe.qat_freeze_bn_after if recipe else 1
     notes = []
     warning = convergence_warning(train_history) if train_history else None
     if warning:
@@ -277,7 +283,7 @@ def qat(
         on_epoch=on_epoch,
         budget_seconds=config.budget_seconds,
         patience=config.patience,
-        freeze_bn_after=config.freeze_bn_after_epochs,
+        freeze_bn_after=freeze_after,
         start_score=before,
     )
     return Compressed(
@@ -288,7 +294,7 @@ def qat(
             "finetune_epochs": len(history),
             "finetune_stopped": history[-1]["stopped"],
             "kept_epoch": next((row["epoch"] for row in history if row["kept"]), 0),
-            "freeze_bn_after_epochs": config.freeze_bn_after_epochs,
+            "freeze_bn_after_epochs": freeze_after,
             "notes": notes,
             "history": history,
         },

@@ -82,12 +82,15 @@ class Recipe:
     """How a zoo model trains when params.yaml says `epochs: auto` / `lr: auto`: the epochs it needs to
     converge (a maximum when train.budget_seconds is set) and its peak one-cycle learning rate.
     imagenet_weights: the model can start from ImageNet weights (`train.pretrained: true`).
-    min_image_size: below this input size the model is not worth training; `model: auto` skips it."""
+    min_image_size: below this input size the model is not worth training; `model: auto` trains it at this size.
+    qat_freeze_bn_after: the QAT fine-tuning epochs after which BatchNorm statistics freeze (None = never) when
+    compress.variants.qat.freeze_bn_after_epochs is auto."""
 
     epochs: int
     lr: float
     imagenet_weights: bool = False
     min_image_size: int = 0
+    qat_freeze_bn_after: int | None = 1
 
 
 class VisionTask:

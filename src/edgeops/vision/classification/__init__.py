@@ -36,8 +36,12 @@ class ClassificationTask(VisionTask):
     # measured on the digits demo and a cluttered-digits set (README "Model zoo")
     recipes = {
         "small_cnn": Recipe(epochs=16, lr=3e-3),
-        # 32 px leaves it 1x1 at its last stage: 0.59 test top-1 where small_cnn reaches 0.88
-        "mobilenet_v3_small": Recipe(epochs=30, lr=3e-3, imagenet_weights=True, min_image_size=64),
+        # 32 px leaves it 1x1 at its last stage: 0.59 test top-1 where small_cnn reaches 0.88. QAT with
+        # BatchNorm frozen from the start: test 0.767 vs 0.750 and 0.873 vs 0.847 on two RGB sets (FP32 0.757,
+        # 0.870); small_cnn keeps 1 epoch, with 0 it failed tests/integration/test_compression_recovery.py
+        "mobilenet_v3_small": Recipe(
+            epochs=30, lr=3e-3, imagenet_weights=True, min_image_size=64, qat_freeze_bn_after=0
+        ),
         "resnet18": Recipe(epochs=15, lr=3e-3, imagenet_weights=True),
     }
     model_api_type = "Classification"
