@@ -12,7 +12,7 @@ from edgeops.config import load_params
 from edgeops.console import log, run_main
 from edgeops.paths import CHECKPOINT, PREPARED, TRAIN_HISTORY, TRAIN_METRICS
 from edgeops.pipeline.prepare import load_split, read_manifest
-from edgeops.pipeline.train import save_checkpoint, train_model
+from edgeops.pipeline.train import save_checkpoint, train_model, undertrained_note
 from edgeops.registry import live
 from edgeops.registry.tracking import metric_safe
 from edgeops.vision import Split, get_task
@@ -60,6 +60,11 @@ def main() -> None:
         "epochs": result.kept.epochs,
         "stopped": result.kept.stopped,  # max_epochs, budget or patience
     }
+    note = undertrained_note(task.name, result.kept.name, result.history)
+    if note:
+        log(f"train: WARNING {note}")
+        summary["note"] = note
+        run.set_tags({"train_note": note})
     if several:
         summary["candidate"] = result.kept.name  # the model, with @size when trained at another input size
         summary["candidates"] = [asdict(c) for c in result.candidates]

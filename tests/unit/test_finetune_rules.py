@@ -15,6 +15,7 @@ from edgeops.config import PruneConfig, QatConfig, parse_params
 from edgeops.errors import EdgeopsError
 from edgeops.pipeline import compress
 from edgeops.pipeline import train as train_module
+from edgeops.pipeline.report import training_section
 from edgeops.pipeline.train import (
     CONVERGENCE_WARNING,
     convergence_warning,
@@ -23,6 +24,7 @@ from edgeops.pipeline.train import (
     planned_epochs,
     read_history,
     stop_reason,
+    undertrained_note,
 )
 from edgeops.vision import get_task
 from edgeops.vision.base import Recipe
@@ -298,6 +300,26 @@ def test_convergence_is_checked_on_the_train_stage_csv(tmp_path) -> None:
     assert history is not None
     assert [row["stopped"] for row in history] == [None, "max_epochs"]
     assert convergence_warning(history) == CONVERGENCE_WARNING
+    note = undertrained_note("classification", "small_cnn", history)
+    assert note == (
+        "small_cnn was still improving when its 2 epochs ran out: more epochs (by_task.classification.epochs) "
+        "would likely give a better model"
+    )
+    assert (
+        undertrained_note("classification", "small_cnn", [{**history[0], "stopped": "max_epochs"}])
+        is not None
+    )
+    assert (
+        undertrained_note("classification", "small_cnn", [*history[:1], {**history[1], "val_score": 0.4}])
+        is None
+    )
+    assert (
+        undertrained_note("classification", "small_cnn", [history[0], {**history[1], "stopped": "budget"}])
+        is None
+    )
+    report = "\n".join(training_section("accuracy", {"model": "small_cnn", "best_val_score": 0.9, "epochs": 2,
+                                                    "stopped": "max_epochs", "note": note}))  # fmt: skip
+    assert f"**Note:** {note}." in report
     assert read_history(tmp_path / "missing.csv") is None
     (tmp_path / "other.csv").write_text("epoch,loss\n1,0.5\n")
     assert read_history(tmp_path / "other.csv") is None  # advice only: never fails the variant

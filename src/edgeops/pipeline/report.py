@@ -30,6 +30,8 @@ def training_section(metric: str, training: dict) -> list[str]:
         f"Every variant comes from `{kept}` (best val {metric} "
         f"{training['best_val_score']:.4f}, {training['epochs']} epochs, stopped: {training['stopped']}).",
     ]
+    if training.get("note"):  # the train stage's undertrained_note
+        lines += ["", f"**Note:** {training['note']}."]
     candidates = training.get("candidates") or []
     if len(candidates) < 2:
         return lines

@@ -273,6 +273,17 @@ def convergence_warning(history: list[dict], min_delta: float = 0.005) -> str | 
     return CONVERGENCE_WARNING if max(scores[-recent:]) > before + min_delta else None
 
 
+def undertrained_note(task: str, model: str, history: list[dict]) -> str | None:
+    """What the train stage tells the user when its model was still improving when it ran out of epochs
+    (convergence_warning's test): more epochs would likely give a better model. None otherwise."""
+    if convergence_warning(history) is None:
+        return None
+    return (
+        f"{model} was still improving when its {len(history)} epochs ran out: more epochs "
+        f"(by_task.{task}.epochs) would likely give a better model"
+    )
+
+
 def read_history(path: str | Path) -> list[dict] | None:
     """The train stage's per-epoch rows from its CSV (plots/train_history.csv), typed; None if it is absent
     or not readable as one (the convergence note is advice: it never fails a variant)."""
