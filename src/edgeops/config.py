@@ -56,8 +56,13 @@ class TaskSettings(Strict):
         description="a zoo model; a list of them or auto (the whole zoo): the train stage trains each and "
         "keeps the best by the validation metric. `model@size` trains that model at another input size"
     )
-    image_size: Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)] | Literal["auto"] = Field(
-        description="model input height = width; auto: the task picks it from the images' sizes (detection)"
+    image_size: (
+        Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)]
+        | Literal["auto"]
+        | Annotated[list[Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)]], Field(min_length=1)]
+    ) = Field(
+        description="model input height = width; auto: the task picks it from the images' sizes (detection); "
+        "a list: every model is a candidate at each size (the first is the size the data is prepared at)"
     )
     epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         description="training epochs at most; auto: the model's recipe (README 'Model zoo')"
@@ -287,13 +292,20 @@ class Params(Strict):
             return self.by_task[self.task]
         return _default_settings()[self.task]
 
+    def image_sizes(self, image_size: int) -> list[int]:
+        """The input sizes a model entry without `@size` trains at: the run's image_size, or each size of an
+        `image_size` list (its first is the run's image_size)."""
+        sizes = self.settings.image_size
+        return list(dict.fromkeys(sizes)) if isinstance(sizes, list) else [image_size]
+
     def candidates(self, image_size: int | None = None) -> list[str]:
         """What the train stage trains: the configured model, each of a list, or (auto) the zoo (with
         train.pretrained: the zoo models that have ImageNet weights). An entry is a zoo model, or
         `model@size` for a model trained at another input size than image_size.
 
-        With the run's image_size known, entries at that size lose their `@size` (duplicates go), and auto
-        trains a model whose recipe's min_image_size is larger at that minimum (`mobilenet_v3_small@64` at
+        With the run's image_size known: an entry without @size becomes one candidate per size of an
+        `image_size` list; entries at image_size lose their `@size` (duplicates go); and auto trains a model
+        whose recipe's min_image_size is larger than a size at that minimum (`mobilenet_v3_small@64` at
         32 px) instead of at a size too small for it."""
         from edgeops.vision import get_task
 
@@ -309,13 +321,18 @@ class Params(Strict):
                 )
             if image_size is not None:
                 entries = [
-                    f"{m}@{task.recipes[m].min_image_size}"
-                    if task.recipes[m].min_image_size > image_size
-                    else m
+                    f"{m}@{max(size, task.recipes[m].min_image_size)}"
                     for m in entries
+                    for size in self.image_sizes(image_size)
                 ]
         else:
             entries = model if isinstance(model, list) else [model]
+            if image_size is not None:
+                entries = [
+                    f"{m}@{at}"
+                    for m, size in map(split_candidate, entries)
+                    for at in ([size] if size is not None else self.image_sizes(image_size))
+                ]
         if image_size is not None:
             entries = [
                 m if size in (None, image_size) else f"{m}@{size}"

@@ -84,6 +84,29 @@ def test_model_at_size_entries_are_validated_and_normalised() -> None:
             parse_params(_params(model=[bad]))
 
 
+def test_an_image_size_list_makes_every_model_a_candidate_at_each_size() -> None:
+    listed = parse_params(_params(model=["small_cnn", "resnet18@40"], image_size=[32, 48]))
+    assert listed.image_sizes(32) == [32, 48]
+    assert listed.candidates(image_size=32) == ["small_cnn", "small_cnn@48", "resnet18@40"]
+    assert listed.candidate_sizes(32) == [40, 48]
+    auto = parse_params(_params(model="auto", image_size=[32, 48, 64]))
+    assert auto.candidates(image_size=32) == [
+        "small_cnn", "small_cnn@48", "small_cnn@64", "mobilenet_v3_small@64",  # not below its minimum
+        "resnet18", "resnet18@48", "resnet18@64",
+    ]  # fmt: skip
+    for bad in ([], [32, 8], ["auto"]):
+        with pytest.raises(EdgeopsError, match="image_size"):
+            parse_params(_params(image_size=bad))
+
+
+def test_prepare_uses_the_first_size_of_a_list() -> None:
+    from edgeops.pipeline.prepare import model_input_size
+
+    params = parse_params(_params(image_size=[48, 32]))
+    assert model_input_size(params, get_task("classification"), None) == 48  # type: ignore[arg-type]
+    assert params.candidates(48) == ["small_cnn", "small_cnn@32"] and params.candidate_sizes(48) == [32]
+
+
 def test_prepare_decodes_each_candidate_size_and_load_split_finds_it(tmp_path) -> None:
     from PIL import Image
 

@@ -37,8 +37,10 @@ def scan_dataset(params: Params, path: str | Path | None = None) -> tuple[Vision
 
 
 def model_input_size(params: Params, task: VisionTask, dataset: Dataset) -> int:
-    """by_task.<task>.image_size, or the task's pick for this dataset when it is `auto`."""
+    """by_task.<task>.image_size (the first of a list), or the task's pick for this dataset when it is `auto`."""
     size = params.settings.image_size
+    if isinstance(size, list):  # candidates at several sizes: the data is prepared at the first (and each)
+        return size[0]
     return task.input_size(dataset) if size == "auto" else size
 
 

@@ -412,9 +412,9 @@ def train_model(
     task, settings = get_task(params.task), params.settings
     image_size = train.images.shape[1]
     names = params.candidates(image_size)
-    for name in names:
+    for name in names if params.settings.model == "auto" else []:
         model_name, size = split_candidate(name)
-        if size is not None and name not in params.candidates():  # auto moved it to its minimum size
+        if size is not None and size not in params.image_sizes(image_size):  # moved to its recipe's minimum
             log(
                 f"train: auto trains {model_name} at {size}px, the least its recipe allows "
                 f"(image_size is {image_size}); list {model_name} in `model` to train it at {image_size}px"
