@@ -193,10 +193,10 @@ def test_bad_epochs_or_lr_is_an_error(bad) -> None:
         parse_params(_params(**bad))
 
 
-def _candidate(model: str, val: float, parameters: int) -> Candidate:
+def _candidate(model: str, val: float, parameters: int, image_size: int = 32) -> Candidate:
     return Candidate(
-        name=model, model=model, image_size=32, best_val=val, parameters=parameters, epochs=3, seconds=1.0,
-        stopped="max_epochs", max_epochs=3, lr=1e-3,
+        name=model, model=model, image_size=image_size, best_val=val, parameters=parameters, epochs=3,
+        seconds=1.0, stopped="max_epochs", max_epochs=3, lr=1e-3,
     )  # fmt: skip
 
 
@@ -205,6 +205,10 @@ def test_pick_candidate_takes_the_best_score_and_a_tie_goes_to_the_smaller_model
     assert pick_candidate([_candidate("big", 0.85, 1000), _candidate("small", 0.85, 10)]) == 1
     assert pick_candidate([_candidate("small", 0.85, 10), _candidate("big", 0.85, 1000)]) == 0
     assert pick_candidate([_candidate("only", 0.1, 5)]) == 0
+    at_32, at_24 = _candidate("small_cnn", 0.9, 10, 32), _candidate("small_cnn@24", 0.9, 10, 24)
+    assert (
+        pick_candidate([at_32, at_24]) == 1 and pick_candidate([at_24, at_32]) == 0
+    )  # then the smaller input
 
 
 def test_candidate_budget_splits_what_is_left() -> None:
@@ -275,6 +279,11 @@ def test_report_names_the_model_and_why_the_other_candidates_lost() -> None:
     assert "| small_cnn |  | 0.29 | 0.8500 | 8 | 50 | max_epochs | **kept** |" in text  # an older train.json
     assert "| mobilenet_v3_small@64 | 64 | 1.50 | 0.7000 | 12 | 120 | budget | val -0.1500 |" in text
     assert "| resnet18 |  | 11.00 | 0.8500 | 5 | 130 | budget | tie: larger model |" in text
+    same_model = {**training, "candidates": [training["candidates"][0], {**training["candidates"][0], "name": "small_cnn@48",
+                                                                        "image_size": 48}]}  # fmt: skip
+    assert "| small_cnn@48 | 48 | 0.29 | 0.8500 | 8 | 50 | max_epochs | tie: larger input |" in "\n".join(
+        training_section("accuracy", same_model)
+    )
     single = {k: v for k, v in training.items() if k != "candidates"}
     assert "candidates" not in "\n".join(training_section("accuracy", single))
     assert training_section("accuracy", {}) == []

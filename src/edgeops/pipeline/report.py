@@ -38,17 +38,20 @@ def training_section(metric: str, training: dict) -> list[str]:
     best = max(c["best_val"] for c in candidates)
     lines += [
         "",
-        "## Model candidates (train stage: the best FP32 val score is kept, a tie goes to the smaller model)",
+        "## Model candidates (train stage: the best FP32 val score is kept, a tie goes to the smaller model, "
+        "then the smaller input)",
         "",
         f"| model | input (px) | params (M) | best val {metric} | epochs | seconds | stopped | |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    kept_parameters = next((c["parameters"] for c in candidates if c.get("name", c["model"]) == kept), None)
     for c in candidates:
         name = c.get("name", c["model"])
+        tie = "tie: larger input" if c["parameters"] == kept_parameters else "tie: larger model"
         why = (
             "**kept**"
             if name == kept
-            else (f"val {c['best_val'] - best:+.4f}" if c["best_val"] < best else "tie: larger model")
+            else (f"val {c['best_val'] - best:+.4f}" if c["best_val"] < best else tie)
         )
         lines.append(
             f"| {name} | {c.get('image_size', '')} | {c['parameters'] / 1e6:.2f} | {c['best_val']:.4f} "

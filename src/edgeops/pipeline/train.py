@@ -379,8 +379,12 @@ class Trained:
 
 
 def pick_candidate(candidates: list[Candidate]) -> int:
-    """The index of the best candidate by validation score; a tie goes to the smaller model."""
-    return max(range(len(candidates)), key=lambda i: (candidates[i].best_val, -candidates[i].parameters))
+    """The index of the best candidate by validation score; a tie goes to the smaller model, then to the
+    smaller input size (the same model at 24 px computes about half of what it does at 32 px)."""
+    return max(
+        range(len(candidates)),
+        key=lambda i: (candidates[i].best_val, -candidates[i].parameters, -candidates[i].image_size),
+    )
 
 
 def candidate_budget(total: float | None, spent: float, left: int) -> float | None:
