@@ -17,7 +17,7 @@ p50/p90 latency (sync requests, LATENCY hint), throughput (async queue, THROUGHP
 All configurations of a model are measured round-robin in short slices, so drift and other load
 on the machine hit them alike and the ratios are fair; absolute times vary from run to run.
 
-Also shown, not re-measured: the demo pipeline's variants (metrics/variants/*.json, with accuracy),
+Also shown, not re-measured: the demo pipeline's variants (metrics/variants/*/*.json, with accuracy),
 the pipeline overhead (reports/pipeline_timing.json) and, with --with-bare, the references for the INT8
 speed-up made with bare NNCF + OpenVINO calls: bench/bare_nncf.py (resnet18, when it is in --models) and
 bench/bare_nncf_segmentation.py (the same UNet at 256x256, when unet_seg is in --models) and
@@ -515,9 +515,10 @@ def demo_model_name(params_path: Path) -> str:
 
 
 def demo_rows(variants_dir: Path, model: str) -> list[Row]:
-    """The demo pipeline's evaluate@<variant> results: latency per hint + test accuracy."""
+    """The demo pipeline's evaluate@<candidate>-<variant> results (metrics/variants/<candidate>/<variant>.json):
+    latency per hint + test accuracy."""
     rows = []
-    for path in sorted(variants_dir.glob("*.json")):
+    for path in sorted([*variants_dir.glob("*.json"), *variants_dir.glob("*/*.json")]):
         metrics = json.loads(path.read_text())
         if metrics.get("status", "ok") != "ok":
             continue
@@ -897,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = demo_rows(ROOT / "metrics" / "variants", demo_model_name(ROOT / "params.yaml"))
     if demo:
         rows += demo
-        notes.append("demo rows: read from metrics/variants/*.json (pipeline run, not re-measured here)")
+        notes.append("demo rows: read from metrics/variants/*/*.json (pipeline run, not re-measured here)")
     if args.with_bare:
         for model_name, (script, bare_model) in BARE_SCRIPTS.items():
             if model_name not in models:

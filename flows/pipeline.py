@@ -17,11 +17,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as prefect_run
 
+from edgeops.config import load_params
 from edgeops.console import process_seconds
 from edgeops.errors import EdgeopsError
 from edgeops.orchestration.dvc_worker import DvcWorker, discard_prestarted, prestart
 from edgeops.orchestration.dvcgraph import stage_order
 from edgeops.orchestration.prefect_local import TemporaryServer
+from edgeops.pipeline import plan
 from edgeops.registry import live
 
 TIMINGS = Path("reports/pipeline_timing.json")
@@ -91,6 +93,7 @@ def pipeline(project_dir: str = ".") -> dict:
     wall_start = time.perf_counter()
     (project / TIMINGS).parent.mkdir(parents=True, exist_ok=True)
     (project / STAGE_LOG).unlink(missing_ok=True)
+    expand_candidates(project)
     stages = stage_order(project)
     env = {
         **stage_env(project),
@@ -117,6 +120,13 @@ def pipeline(project_dir: str = ".") -> dict:
     summary = timing_summary(time.perf_counter() - wall_start, task_seconds, project / STAGE_LOG)
     (project / TIMINGS).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def expand_candidates(project: Path) -> None:
+    """candidates.yaml from params.yaml, before DVC expands the per-candidate stages of dvc.yaml from it
+    (without a params.yaml, the first stage that needs it says so)."""
+    if (project / "params.yaml").is_file():
+        plan.write(load_params(project / "params.yaml"), project)
 
 
 def stage_env(project: Path) -> dict[str, str]:
@@ -188,6 +198,7 @@ def _quiet_stage_failures() -> None:
 def run_pipeline(api: TemporaryServer) -> dict:
     """Entry point for the CLI: a flow run, with Prefect failures turned into one clear line."""
     _quiet_stage_failures()
+    expand_candidates(Path("."))
     stage_order(".")  # a broken dvc.yaml fails here, while the Prefect server starts
     project = Path(".").resolve()
     prestart(project, stage_env(project))  # the DVC worker's imports overlap the server's start too

@@ -1,4 +1,5 @@
-"""Stage `compress@<variant>`: build one variant's OpenVINO IR folder (models/<variant>/).
+"""Stage `compress@<candidate>-<variant>`: build one variant of one trained model candidate as an OpenVINO IR
+folder (models/<candidate>/<variant>/).
 
 A failing compression method is recorded in models/<variant>/FAILED.json so that the other
 variants still get built, evaluated and compared; input errors still stop the pipeline."""
@@ -14,8 +15,8 @@ from collections.abc import Callable
 from edgeops.config import load_params
 from edgeops.console import git_commit, log, run_main
 from edgeops.errors import EdgeopsError
-from edgeops.paths import CHECKPOINT, PREPARED, TRAIN_HISTORY, variant_dir
-from edgeops.pipeline import compress
+from edgeops.paths import PREPARED, checkpoint, train_history, variant_dir, variant_id
+from edgeops.pipeline import compress, plan
 from edgeops.pipeline.export import write_model_dir
 from edgeops.pipeline.prepare import load_split, read_manifest
 from edgeops.pipeline.train import load_checkpoint, read_history, seed_everything
@@ -24,12 +25,14 @@ from edgeops.runtime import compile_model, core, predict_all
 from edgeops.vision import get_task
 
 
-def build(variant: str, on_epoch: Callable[[dict], None] | None = None) -> compress.Compressed:
+def build(
+    candidate: str, variant: str, on_epoch: Callable[[dict], None] | None = None
+) -> compress.Compressed:
     params = load_params()
     settings = getattr(params.compress.variants, variant)
-    model, meta = load_checkpoint(CHECKPOINT)
+    model, meta = load_checkpoint(checkpoint(candidate))
     task, labels = get_task(meta["task"]), meta["classes"]
-    size, seed, batch_size = meta["image_size"], params.seed, params.settings.batch_size
+    size, seed, batch_size = meta["image_size"], params.seed, plan.entry(params, candidate)["batch_size"]
     seed_everything(seed)
     if variant == "fp32":
         return compress.fp32(model, size, task)
@@ -42,7 +45,9 @@ def build(variant: str, on_epoch: Callable[[dict], None] | None = None) -> compr
     if variant == "ptq_ac":
         return compress.ptq_ac(model, size, train, val, settings, seed, log, task, labels)
     if variant == "qat":
-        history = read_history(TRAIN_HISTORY)  # a dvc.yaml dep of compress: the convergence note reads it
+        history = read_history(
+            train_history(candidate)
+        )  # a dvc.yaml dep of compress: the convergence note reads it
         return compress.qat(
             model,
             size,
@@ -66,28 +71,36 @@ def build(variant: str, on_epoch: Callable[[dict], None] | None = None) -> compr
 
 
 def main() -> None:
-    variant = sys.argv[1]
+    candidate, variant = sys.argv[1], sys.argv[2]
+    name = variant_id(candidate, variant)
     params = load_params()
     settings = getattr(params.compress.variants, variant)
     if settings is None:
         raise EdgeopsError(f"variant {variant!r} is not enabled under compress.variants in params.yaml")
     manifest = read_manifest(PREPARED)
-    out = variant_dir(variant)
+    out = variant_dir(candidate, variant)
     pipeline_run = live.open_pipeline_run(params)
-    run = live.variant_run(pipeline_run, variant, settings.model_dump())
+    run = live.variant_run(pipeline_run, candidate, variant, settings.model_dump())
     start = time.perf_counter()
     try:  # QAT / pruning fine-tuning curves go live into the variant's run
-        result = build(variant, live.epoch_logger(run, get_task(manifest["task"]).metric, "finetune_"))
+        result = build(
+            candidate, variant, live.epoch_logger(run, get_task(manifest["task"]).metric, "finetune_")
+        )
     except EdgeopsError:
         raise
     except Exception as e:
         if variant == "fp32" or os.environ.get("EDGEOPS_DEBUG"):
             raise
         reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
-        log(f"compress@{variant}: FAILED ({reason}); the other variants go on")
+        log(f"compress {name}: FAILED ({reason}); the other variants go on")
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        failure = {"variant": variant, "error": reason, "traceback": traceback.format_exc()}
+        failure = {
+            "candidate": candidate,
+            "variant": variant,
+            "error": reason,
+            "traceback": traceback.format_exc(),
+        }
         (out / "FAILED.json").write_text(json.dumps(failure, indent=2))
         run.set_tags({"status": "failed", "error": reason})
         return
@@ -109,6 +122,8 @@ def main() -> None:
         out,
         {
             "task": manifest["task"],
+            "candidate": candidate,
+            "model": plan.entry(params, candidate)["model"],
             "variant": variant,
             "precision": result.precision,
             "labels": manifest["classes"],
@@ -121,7 +136,7 @@ def main() -> None:
         measure=test_metric,
     )
     log(
-        f"compress@{variant}: {result.precision} test {task.metric} {contract['metrics'][task.metric]:.4f} "
+        f"compress {name}: {result.precision} test {task.metric} {contract['metrics'][task.metric]:.4f} "
         f"in {seconds:.1f}s -> {out}"
     )
 

@@ -1,4 +1,4 @@
-"""Stage `evaluate@<variant>`: the task's metric through the OpenVINO runtime, then latency/throughput/size,
+"""Stage `evaluate@<candidate>-<variant>`: the task's metric through the OpenVINO runtime, then latency/throughput/size,
 and the task's pictures of the test results; all of it, with the IR as an MLflow model, into the
 variant's run of the pipeline's MLflow run."""
 
@@ -9,7 +9,7 @@ import sys
 from edgeops.config import load_params
 from edgeops.console import log, run_main
 from edgeops.files import read_model_json
-from edgeops.paths import PREPARED, variant_dir, variant_metrics, variant_pictures
+from edgeops.paths import PREPARED, variant_dir, variant_id, variant_metrics, variant_pictures
 from edgeops.pipeline.benchmark import benchmark_model_dir
 from edgeops.pipeline.evaluate import evaluate_model_dir
 from edgeops.pipeline.prepare import load_split, read_manifest
@@ -20,24 +20,30 @@ from edgeops.vision import get_task
 
 
 def main() -> None:
-    variant = sys.argv[1]
+    candidate, variant = sys.argv[1], sys.argv[2]
+    name = variant_id(candidate, variant)
     params = load_params()
-    model_dir = variant_dir(variant)
-    out = variant_metrics(variant)
+    model_dir = variant_dir(candidate, variant)
+    out = variant_metrics(candidate, variant)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pictures = variant_pictures(variant)
+    pictures = variant_pictures(candidate, variant)
     shutil.rmtree(pictures, ignore_errors=True)
     pictures.mkdir(parents=True)
     pipeline_run = live.open_pipeline_run(params)
-    run = live.variant_run(pipeline_run, variant, getattr(params.compress.variants, variant).model_dump())
+    run = live.variant_run(
+        pipeline_run, candidate, variant, getattr(params.compress.variants, variant).model_dump()
+    )
     failed = model_dir / "FAILED.json"
     if failed.exists():
         failure = json.loads(failed.read_text())
-        text = json.dumps({"variant": variant, "status": "failed", "error": failure["error"]}, indent=2)
+        text = json.dumps(
+            {"candidate": candidate, "variant": variant, "status": "failed", "error": failure["error"]},
+            indent=2,
+        )
         log_variant(run, json.loads(text), text, model_dir, pictures, None, pipeline_run.run_id)
         live.finish_variant_run(run, "FAILED")
         out.write_text(text)
-        log(f"evaluate@{variant}: skipped, compression failed: {failure['error']}")
+        log(f"evaluate {name}: skipped, compression failed: {failure['error']}")
         return
     contract = read_model_json(model_dir)
     manifest = read_manifest(PREPARED)
@@ -45,16 +51,18 @@ def main() -> None:
     test = load_split(PREPARED, "test", contract["input"]["shape"][1])  # NHWC: at the model's input size
     evaluation, predicted = evaluate_model_dir(model_dir, task, test, labels)
     log(
-        f"evaluate@{variant}: test {task.metric} {evaluation['score']:.4f} "
+        f"evaluate {name}: test {task.metric} {evaluation['score']:.4f} "
         f"(f32 hint {evaluation['score_f32']:.4f})"
     )
     rows = benchmark_model_dir(model_dir, params.benchmark.seconds, params.benchmark.warmup)
     for row in rows:
         log(
-            f"evaluate@{variant}: [{row['precision_hint']}] p50 {row['latency_ms_p50']:.3f} ms "
+            f"evaluate {name}: [{row['precision_hint']}] p50 {row['latency_ms_p50']:.3f} ms "
             f"p90 {row['latency_ms_p90']:.3f} ms, {row['throughput_fps']:.0f} fps"
         )
     result = {
+        "candidate": candidate,
+        "model": contract.get("model"),
         "variant": variant,
         "status": "ok",
         "task": task.name,

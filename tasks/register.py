@@ -1,4 +1,5 @@
-"""Stage `register`: finish the pipeline's MLflow run and register the selected variant's MLflow model.
+"""Stage `register`: finish the pipeline's MLflow run and register the selected model's MLflow model (one
+variant of one model candidate).
 
 The variant runs were logged by their evaluate stages (in this pipeline run or an earlier one, when DVC
 kept that variant): the one to register is found by the sha256 of its evaluation file. Writes
@@ -25,9 +26,11 @@ from edgeops.paths import (
     SELECTION,
     SUMMARY,
     variant_dir,
+    variant_id,
     variant_metrics,
     variant_pictures,
 )
+from edgeops.pipeline import plan
 from edgeops.pipeline.prepare import load_split, read_manifest
 from edgeops.registry import live
 from edgeops.registry import tracking as registry
@@ -47,7 +50,7 @@ def data_dvc_hash(data_path: str) -> str | None:
 
 
 def chosen_variant_run(
-    pipeline_run: live.LiveRun, params: Params, variant: str, evaluation_text: str
+    pipeline_run: live.LiveRun, params: Params, candidate: str, variant: str, evaluation_text: str
 ) -> tuple[str, str, str]:
     """(variant run id, its parent run id, MLflow model URI) of the evaluation that selection read.
 
@@ -58,7 +61,8 @@ def chosen_variant_run(
         "looking up the selected variant's run",
         lambda: pipeline_run.client.search_runs(
             [pipeline_run.experiment_id],
-            filter_string=f"tags.variant = '{variant}' and tags.evaluation_sha256 = '{sha}'",
+            filter_string=f"tags.candidate = '{candidate}' and tags.variant = '{variant}' "
+            f"and tags.evaluation_sha256 = '{sha}'",
             order_by=["attributes.start_time DESC"],
             max_results=5,
         ),
@@ -68,22 +72,22 @@ def chosen_variant_run(
         if uri:
             return run.info.run_id, run.data.tags.get("mlflow.parentRunId", ""), uri
     settings = getattr(params.compress.variants, variant).model_dump()
-    run = live.variant_run(pipeline_run, variant, settings)
-    size = read_model_json(variant_dir(variant), verify=False)["input"]["shape"][1]  # NHWC
+    run = live.variant_run(pipeline_run, candidate, variant, settings)
+    size = read_model_json(variant_dir(candidate, variant), verify=False)["input"]["shape"][1]  # NHWC
     example = load_split(PREPARED, "test", size).images[:1]
     uri = registry.log_variant(
         run,
         json.loads(evaluation_text),
         evaluation_text,
-        variant_dir(variant),
-        variant_pictures(variant),
+        variant_dir(candidate, variant),
+        variant_pictures(candidate, variant),
         example,
         pipeline_run.run_id,
     )
     live.finish_variant_run(run)
     if uri is None:
         raise EdgeopsError(
-            f"the selected variant {variant} has no model: rerun `dvc repro -f evaluate@{variant}`"
+            f"the selected {candidate}/{variant} has no model: rerun `dvc repro -f evaluate@{candidate}-{variant}`"
         )
     return run.run_id, pipeline_run.run_id, uri
 
@@ -94,22 +98,29 @@ def main() -> None:
     selection = json.loads(SELECTION.read_text())
     chosen = selection["selected"]
     if not chosen:
-        raise EdgeopsError("no variant was selected: see reports/compression.md")
-    texts = {v: variant_metrics(v).read_text() for v in params.compress.variants.enabled()}
-    results = {v: json.loads(text) for v, text in texts.items()}
-    metric = results["fp32"]["metric"]
-    fp32_score = results["fp32"]["score"]
+        raise EdgeopsError("no model was selected: see reports/compression.md")
+    candidate, variant = selection["candidate"], selection["variant"]
+    texts = {
+        variant_id(key, v): variant_metrics(key, v).read_text()
+        for key in plan.current(params)
+        for v in params.compress.variants.enabled()
+    }
+    results = {name: json.loads(text) for name, text in texts.items()}
+    metric = results[chosen]["metric"]
+    fp32_score = results[selection["reference"]]["score"]
     model_name = params.model_name
     start = time.time()
     pipeline_run = live.open_pipeline_run(params)
     live.log_dataset(pipeline_run, manifest, params.data.path)
     safe = registry.metric_safe(metric)
-    # the drop vs this run's FP32, on the variant runs this pipeline run logged
-    for variant, run_id in (live.read_state() or {}).get("variants", {}).items():
-        if results.get(variant, {}).get("status") == "ok":
-            drop = {f"{safe}_drop": fp32_score - results[variant]["score"]}
+    # the drop vs this run's reference FP32, on the variant runs this pipeline run logged
+    for name, run_id in (live.read_state() or {}).get("variants", {}).items():
+        if results.get(name, {}).get("status") == "ok":
+            drop = {f"{safe}_drop": fp32_score - results[name]["score"]}
             live.LiveRun(pipeline_run.client, run_id, pipeline_run.experiment_id).log_metrics(drop)
-    run_id, source_parent, model_uri = chosen_variant_run(pipeline_run, params, chosen, texts[chosen])
+    run_id, source_parent, model_uri = chosen_variant_run(
+        pipeline_run, params, candidate, variant, texts[chosen]
+    )
     chosen_result = results[chosen]
     lineage = {
         "git_commit": git_commit() or "unknown",
@@ -119,12 +130,15 @@ def main() -> None:
         "data_path": params.data.path,
     }
     tags = {
-        "variant": chosen,
+        "candidate": candidate,
+        "model": chosen_result.get("model") or candidate,
+        "variant": variant,
         "precision": chosen_result["precision"],
         "task": manifest["task"],
         "metric": metric,
         "score": f"{chosen_result['score']:.6f}",
-        "fp32_score": f"{fp32_score:.6f}",
+        "fp32_score": f"{fp32_score:.6f}",  # the reference: the most accurate FP32 candidate
+        "fp32_reference": selection["reference"],
         "score_drop": f"{fp32_score - chosen_result['score']:.6f}",
         "latency_ms_p50": f"{chosen_result['benchmark']['default']['latency_ms_p50']:.6f}",
         "size_mb": f"{chosen_result['size_mb']:.6f}",
@@ -144,7 +158,15 @@ def main() -> None:
             model_description(manifest["task"], manifest["classes"], metric),
         ),
     )
-    pipeline_run.set_tags({"selected_variant": chosen, "registered_version": version, **lineage})
+    pipeline_run.set_tags(
+        {
+            "selected": chosen,
+            "selected_variant": variant,
+            "selected_model": chosen_result.get("model") or candidate,
+            "registered_version": version,
+            **lineage,
+        }
+    )
     pipeline_run.log_metrics(
         {f"selected.{safe}": chosen_result["score"], f"fp32.{safe}": fp32_score}
         | {f"selected.{safe}_drop": fp32_score - chosen_result["score"]}
@@ -153,7 +175,7 @@ def main() -> None:
     for path in (REPORT, PARETO_PLOT, SELECTION, SUMMARY, Path("params.yaml"), Path("dvc.lock")):
         pipeline_run.log_artifact(path, "pipeline")
     staged = registry.with_lineage(
-        variant_dir(chosen),
+        variant_dir(candidate, variant),
         {
             "mlflow_run_id": run_id,
             "mlflow_parent_run_id": source_parent,
@@ -169,7 +191,9 @@ def main() -> None:
     registration = {
         "model_name": model_name,
         "version": version,
-        "variant": chosen,
+        "selected": chosen,
+        "candidate": candidate,
+        "variant": variant,
         "model_uri": model_uri,
         "variant_run_id": run_id,
         "pipeline_run_id": pipeline_run.run_id,

@@ -1,4 +1,5 @@
-"""Stage `select`: choose the variant to register, write the compression report and summary metrics."""
+"""Stage `select`: choose the model to register among every model candidate and compression variant, write
+the compression report and the summary metrics."""
 
 import json
 
@@ -11,13 +12,15 @@ from edgeops.paths import (
     REPORT,
     SELECTION,
     SUMMARY,
-    TRAIN_METRICS,
+    train_metrics,
+    variant_id,
     variant_metrics,
     variant_pictures,
 )
+from edgeops.pipeline import plan
 from edgeops.pipeline.prepare import read_manifest
 from edgeops.pipeline.report import markdown, pareto_plot, speedup
-from edgeops.pipeline.selection import LATENCY_HINT, Candidate, candidates, choose, pareto_front
+from edgeops.pipeline.selection import LATENCY_HINT, Candidate, candidates, choose, pareto_front, reference
 from edgeops.vision import get_task
 
 
@@ -28,50 +31,56 @@ def _round(value: float | None, digits: int) -> float | None:
 def headline(metric: str, cands: list[Candidate], chosen: Candidate | None) -> dict:
     """metrics/summary.json, the one DVC metrics file of the variants: the headline numbers only.
 
-    DVC flattens it to `selected`, `metric`, `<variant>.score`, `.drop`, `.p50_default_ms`, `.size_mb`,
-    so `dvc exp show` stays narrow and `dvc metrics diff` reads like a summary. Per-class breakdowns,
-    benchmark details and hardware stay in metrics/variants/<variant>.json (stage outputs, not DVC
-    metrics) and reports/compression.md. score = the task's primary metric (`metric`); drop = fp32's
-    score minus this one (positive = worse); p50_default_ms = batch-1 p50 latency in ms with the
-    runtime's default precision hint (what an edge device gets; bf16 where the CPU has it).
-    A variant whose compression failed is `{"failed": true}`; no variant passing the gates: `selected`
-    is null (DVC then shows no value).
+    DVC flattens it to `selected`, `metric`, `<candidate>.<variant>.score`, `.drop`, `.p50_default_ms`,
+    `.size_mb`, so `dvc exp show` stays narrow and `dvc metrics diff` reads like a summary. Per-class
+    breakdowns, benchmark details and hardware stay in metrics/variants/<candidate>/<variant>.json (stage
+    outputs, not DVC metrics) and reports/compression.md. score = the task's primary metric (`metric`);
+    drop = the reference FP32 model's score minus this one (positive = worse); p50_default_ms = batch-1 p50
+    latency in ms with the runtime's default precision hint (what an edge device gets; bf16 where the CPU
+    has it). A variant whose compression failed is `{"failed": true}`; no model passing the gates:
+    `selected` is null (DVC then shows no value).
     """
-    variants: dict[str, dict] = {}
+    models: dict[str, dict] = {}
     for c in cands:
+        candidate, variant = c.variant.split("/", 1)
         if c.score is None:
-            variants[c.variant] = {"failed": True}
+            models.setdefault(candidate, {})[variant] = {"failed": True}
             continue
-        variants[c.variant] = {
+        models.setdefault(candidate, {})[variant] = {
             "score": _round(c.score, 5),
             "drop": _round(c.score_drop, 5),
             f"p50_{LATENCY_HINT}_ms": _round(c.latency_ms, 4),  # p50_default_ms
             "size_mb": _round(c.size_mb, 4),
         }
-    return {"selected": chosen.variant if chosen else None, "metric": metric, **variants}
+    return {"selected": chosen.variant if chosen else None, "metric": metric, **models}
 
 
 def main() -> None:
     params = load_params()
+    keys = list(plan.current(params))
     task = get_task(read_manifest(PREPARED)["task"])
     variants = params.compress.variants.enabled()
     results = {}
-    for v in variants:
-        path = variant_metrics(v)
-        if not path.exists():
-            raise EdgeopsError(f"{path} not found: run `dvc repro` to evaluate every variant first")
-        results[v] = json.loads(path.read_text())
+    for key in keys:
+        for v in variants:
+            path = variant_metrics(key, v)
+            if not path.exists():
+                raise EdgeopsError(f"{path} not found: run `dvc repro` to evaluate every variant first")
+            results[variant_id(key, v)] = json.loads(path.read_text())
     cands = candidates(results, params.gates)
     chosen = choose(cands, params.gates.prefer)
     front = pareto_front(cands)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     pareto_plot(task.metric, cands, front, chosen, PARETO_PLOT)
     pictures = {
-        v: [f"../{p.as_posix()}" for p in sorted(variant_pictures(v).glob("*.png"))]
+        variant_id(key, v): [f"../{p.as_posix()}" for p in sorted(variant_pictures(key, v).glob("*.png"))]
+        for key in keys
         for v in variants
-        if variant_pictures(v).is_dir()
+        if variant_pictures(key, v).is_dir()
     }
-    training = json.loads(TRAIN_METRICS.read_text()) if TRAIN_METRICS.exists() else None
+    training = {
+        key: json.loads(train_metrics(key).read_text()) for key in keys if train_metrics(key).exists()
+    }
     REPORT.write_text(
         markdown(
             task, results, cands, chosen, front, PARETO_PLOT.name, pictures, training, params.gates.prefer
@@ -79,6 +88,9 @@ def main() -> None:
     )
     selection = {
         "selected": chosen.variant if chosen else None,
+        "candidate": chosen.variant.split("/", 1)[0] if chosen else None,
+        "variant": chosen.variant.split("/", 1)[1] if chosen else None,
+        "reference": reference(results),
         "task": task.name,
         "metric": task.metric,
         "gates": params.gates.model_dump(),
@@ -99,11 +111,12 @@ def main() -> None:
     SELECTION.write_text(json.dumps(selection, indent=2))
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(json.dumps(headline(task.metric, cands, chosen), indent=2))
+    width = max(len(c.variant) for c in cands)
     for c in cands:
-        log(f"select: {c.variant:<11} {'pass' if c.passed else 'FAIL: ' + '; '.join(c.failures)}")
+        log(f"select: {c.variant:<{width}} {'pass' if c.passed else 'FAIL: ' + '; '.join(c.failures)}")
     if chosen is None:
-        raise EdgeopsError(f"no variant passes the gates (see {REPORT}): relax `gates` in params.yaml")
-    log(f"select: chose {chosen.variant} -> report {REPORT}")
+        raise EdgeopsError(f"no model passes the gates (see {REPORT}): relax `gates` in params.yaml")
+    log(f"select: chose {chosen.variant} (drops measured from {reference(results)}) -> report {REPORT}")
 
 
 if __name__ == "__main__":

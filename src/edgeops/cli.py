@@ -71,44 +71,54 @@ def print_ui_url(port: int = 5000, root: Path = Path(".")) -> None:
 
 def summary_table(root: Path = Path(".")) -> str:
     from edgeops.config import load_params
-    from edgeops.paths import REGISTRATION, REPORT, SELECTION, variant_metrics
+    from edgeops.paths import REGISTRATION, REPORT, SELECTION, variant_id, variant_metrics
+    from edgeops.pipeline import plan
     from edgeops.pipeline.report import speedup
     from edgeops.registry.tracking import ui_url
 
     params = load_params(root / "params.yaml")
     results = {}
-    for v in params.compress.variants.enabled():
-        path = root / variant_metrics(v)
-        if path.exists():
-            results[v] = json.loads(path.read_text())
+    for key in plan.read(root):
+        for v in params.compress.variants.enabled():
+            path = root / variant_metrics(key, v)
+            if path.exists():
+                results[variant_id(key, v)] = json.loads(path.read_text())
     if not results:
         raise EdgeopsError("no results yet: run `edgeops run` (or `dvc repro`) first")
     selection = json.loads((root / SELECTION).read_text()) if (root / SELECTION).exists() else {}
     chosen = selection.get("selected")
     metric = next((r["metric"] for r in results.values() if "metric" in r), "score")
-    head = f"{'variant':<12}{'precision':<10}{metric:>9}{'p50 f32':>10}{'p50 dflt':>10}{'size MB':>9}{'speed-up':>9}"
+    width = max(12, *(len(name) + 2 for name in results))
+    head = (
+        f"{'model/variant':<{width}}{'precision':<10}{metric:>9}{'p50 f32':>10}{'p50 dflt':>10}{'size MB':>9}"
+        f"{'speed-up':>9}"
+    )
     lines = [head, "-" * len(head)]
+    has_reference = any(r.get("variant") == "fp32" and r.get("status") == "ok" for r in results.values())
     for v, r in results.items():
         if r.get("status") != "ok":
-            lines.append(f"{v:<12}FAILED: {r.get('error', '')[:60]}")
+            lines.append(f"{v:<{width}}FAILED: {r.get('error', '')[:60]}")
             continue
         mark = " *" if v == chosen else ""
         lines.append(
-            f"{v:<12}{r['precision']:<10}{r['score']:>9.4f}{r['benchmark']['f32']['latency_ms_p50']:>8.3f}ms"
+            f"{v:<{width}}{r['precision']:<10}{r['score']:>9.4f}{r['benchmark']['f32']['latency_ms_p50']:>8.3f}ms"
             f"{r['benchmark']['default']['latency_ms_p50']:>8.3f}ms{r['size_mb']:>9.3f}"
-            f"{speedup(results, v) or 0:>8.2f}x{mark}"
+            f"{(speedup(results, v) if has_reference else None) or 0:>8.2f}x{mark}"
         )
     hw: dict = next((r["hardware"] for r in results.values() if "hardware" in r), {})
+    reference = selection.get("reference", "fp32")
     lines.append(
         f"* selected. p50 = batch-1 latency; 'f32' forces INFERENCE_PRECISION_HINT=f32, 'dflt' is the runtime "
-        f"default; speed-up = fp32@f32 / variant@dflt. CPU: {hw.get('cpu', '?')} ({', '.join(hw.get('isa', []))})"
+        f"default; speed-up = {reference}@f32 / model@dflt. CPU: {hw.get('cpu', '?')} ({', '.join(hw.get('isa', []))})"
     )
     registration = root / REGISTRATION
     reg = json.loads(registration.read_text()) if registration.exists() else {}
     if reg:
-        lines.append(f"registered: {reg['model_name']} version {reg['version']} ({reg['variant']})")
+        lines.append(
+            f"registered: {reg['model_name']} version {reg['version']} ({reg.get('selected', reg['variant'])})"
+        )
     lines += [
-        f"models:   {root / 'models'}/<variant>/ and models/selected/ (model.xml, model.bin, model.json)",
+        f"models:   {root / 'models'}/<candidate>/<variant>/ and models/selected/ (model.xml, model.bin, model.json)",
         f"report:   {root / REPORT}   plots: `dvc plots show`",
         f"UIs:      `make ui` -> {ui_url(reg.get('experiment_id'))}   `make prefect-ui` -> http://127.0.0.1:4200",
     ]
@@ -179,9 +189,11 @@ def init(params: Path = typer.Option(Path("params.yaml"), help="the pipeline par
     def main() -> None:
         from edgeops.config import load_params
         from edgeops.orchestration.prefect_local import TemporaryServer, embedded_defaults
+        from edgeops.pipeline import plan as candidates
         from edgeops.registry import tracking as registry
 
         config = load_params(params)
+        candidates.write(config, params.parent)  # dvc.yaml expands the candidates' stages from it
         embedded_defaults()
         if not os.environ.get("PREFECT_API_URL"):
             with TemporaryServer() as prefect_api:  # its start-up creates and migrates the database
@@ -192,6 +204,26 @@ def init(params: Path = typer.Option(Path("params.yaml"), help="the pipeline par
             typer.echo(
                 f"init: MLflow store {config.mlflow.tracking_uri}, experiment {config.mlflow.experiment}"
             )
+
+    run_main(main)
+
+
+@app.command()
+def plan(params: Path = typer.Option(Path("params.yaml"), help="the pipeline parameters")) -> None:
+    """Write candidates.yaml from params.yaml: the model candidates dvc.yaml expands into stages.
+
+    `edgeops run` does it before DVC starts; run it after editing params.yaml if you use `dvc repro` alone
+    (or let `dvc repro` stop once and say so)."""
+
+    def main() -> None:
+        from edgeops.config import load_params
+        from edgeops.paths import CANDIDATES
+        from edgeops.pipeline import plan as candidates
+
+        config = load_params(params)
+        changed = candidates.write(config, params.parent)
+        names = [entry["name"] for entry in candidates.read(params.parent).values()]
+        typer.echo(f"plan: {CANDIDATES} {'updated' if changed else 'up to date'}: {', '.join(names)}")
 
     run_main(main)
 

@@ -22,6 +22,7 @@ from tests.integration.test_segmentation_pipeline import make_project
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 VARIANTS = ["fp32", "fp16", "ptq", "ptq_ac", "qat", "prune_int8"]
+KEY = "centernet"  # the one model candidate (params.yaml's default)
 SIZE = 96
 
 
@@ -108,17 +109,17 @@ def test_task_inferred_and_every_variant_built(det_run: dict) -> None:
     project = det_run["project"]
     assert "task = detection (from the layout: COCO (images/ + annotations.json))" in det_run["stdout"]
     for variant in VARIANTS:
-        result = json.loads((project / "metrics" / "variants" / f"{variant}.json").read_text())
+        result = json.loads((project / "metrics" / "variants" / KEY / f"{variant}.json").read_text())
         assert result["status"] == "ok", result
         assert result["metric"] == "mAP" and 0.0 <= result["score"] <= 1.0
         assert set(result["metrics"]["per_class"]) == {"circle", "square", "triangle"}
         assert {"mAP50", "mAP75", "per_class_recall"} <= set(result["metrics"])
-        pictures = project / "plots" / "pictures" / variant
+        pictures = project / "plots" / "pictures" / KEY / variant
         assert {"boxes.png", "precision_recall.png", "precision_recall.csv"} <= {
             p.name for p in pictures.iterdir()
         }
     report = (project / "reports" / "compression.md").read_text()
-    assert "| variant | precision | mAP |" in report and "Per-class AP" in report
+    assert "| candidate / variant | precision | mAP |" in report and "Per-class AP" in report
 
 
 def test_int8_variants_keep_box_decoding_in_float(det_run: dict) -> None:
@@ -126,7 +127,7 @@ def test_int8_variants_keep_box_decoding_in_float(det_run: dict) -> None:
     import openvino as ov
 
     for variant in ("ptq", "ptq_ac", "qat", "prune_int8"):
-        model = ov.Core().read_model(det_run["project"] / "models" / variant / "model.xml")
+        model = ov.Core().read_model(det_run["project"] / "models" / KEY / variant / "model.xml")
         ops = model.get_ordered_ops()
         assert any(op.get_type_name() == "FakeQuantize" for op in ops), variant
         decoding = [op for op in ops if op.get_friendly_name().startswith("postprocessor/")]
@@ -143,7 +144,9 @@ def test_selected_ir_scores_the_same_through_plain_openvino(det_run: dict) -> No
     assert contract["task"] == "detection" and contract["output"]["names"] == ["boxes", "labels"]
     assert 0.0 < contract["output"]["serving"]["score_threshold"] < 1.0  # chosen on val for the best F1
     manifest = json.loads((project / "data" / "prepared" / "manifest.json").read_text())
-    reported = json.loads((project / "metrics" / "variants" / f"{contract['variant']}.json").read_text())
+    reported = json.loads(
+        (project / "metrics" / "variants" / contract["candidate"] / f"{contract['variant']}.json").read_text()
+    )
     test_files = [row[0] for row in manifest["splits"]["test"]]
     mean_ap, map50 = plain_openvino_coco_map(selected, data, test_files)
     assert mean_ap == pytest.approx(reported["score"], abs=2e-3)

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 VARIANTS = ["fp32", "fp16", "ptq", "ptq_ac", "qat", "prune_int8"]
+KEY = "small_cnn_24"  # the one model candidate, small_cnn@24: its stages are train@small_cnn_24, ...
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
@@ -121,14 +122,19 @@ def test_every_variant_is_a_working_ir_with_the_contract(pipeline_run):
     manifest = json.loads((project / "data/prepared/manifest.json").read_text())
     test_files = manifest["splits"]["test"]
     assert manifest["image_size"] == 16 and manifest["extra_sizes"] == [24]
-    train_json = json.loads((project / "metrics/train.json").read_text())
-    assert (train_json["model"], train_json["image_size"]) == ("small_cnn", 24)
+    train_json = json.loads((project / f"metrics/train/{KEY}.json").read_text())
+    assert (train_json["name"], train_json["model"], train_json["image_size"]) == (
+        "small_cnn@24",
+        "small_cnn",
+        24,
+    )
     for variant in [*VARIANTS, "selected"]:
-        folder = project / "models" / variant
+        folder = project / "models" / (variant if variant == "selected" else f"{KEY}/{variant}")
         contract = read_model_json(folder)  # verifies sha256 of model.xml/model.bin
         assert contract["format_version"] == MODEL_FORMAT_VERSION
         assert contract["task"] == manifest["task"] == "classification" and contract["metric"] == "accuracy"
         assert contract["labels"] == manifest["classes"]
+        assert (contract["model"], contract["candidate"]) == ("small_cnn", KEY)
         assert contract["input"]["shape"] == [1, 24, 24, 3]
         assert contract["output"]["name"] == "logits" and contract["output"]["shape"] == [
             1,
@@ -142,12 +148,12 @@ def test_every_variant_is_a_working_ir_with_the_contract(pipeline_run):
         # accuracy from raw files the way an edge app reads them == what the pipeline recorded
         assert abs(float(np.mean(hits)) - contract["metrics"]["accuracy"]) < 1e-9, variant
         if variant != "selected":  # evaluate's pictures of the test results: the confusion matrix
-            assert (project / "plots/pictures" / variant / "confusion.png").stat().st_size > 0, variant
+            assert (project / "plots/pictures" / KEY / variant / "confusion.png").stat().st_size > 0, variant
 
 
 def test_int8_is_close_to_fp32_and_much_better_than_chance(pipeline_run):
     project = pipeline_run["project"]
-    results = {v: json.loads((project / f"metrics/variants/{v}.json").read_text()) for v in VARIANTS}
+    results = {v: json.loads((project / f"metrics/variants/{KEY}/{v}.json").read_text()) for v in VARIANTS}
     assert {r["metric"] for r in results.values()} == {"accuracy"}
     acc = {v: r["score"] for v, r in results.items()}
     assert all(r["metrics"]["accuracy"] == r["score"] for r in results.values())
@@ -157,9 +163,9 @@ def test_int8_is_close_to_fp32_and_much_better_than_chance(pipeline_run):
     timing = json.loads((project / "reports/pipeline_timing.json").read_text())
     assert set(timing["stages_run"]) >= {
         "prepare",
-        "train",
-        "compress@ptq",
-        "evaluate@qat",
+        f"train@{KEY}",
+        f"compress@{KEY}-ptq",
+        f"evaluate@{KEY}-qat",
         "select",
         "register",
     }
@@ -175,9 +181,12 @@ def test_mlflow_has_runs_metrics_and_the_registered_version(pipeline_run, mlflow
     selected = json.loads((project / "models/selected/model.json").read_text())
     assert version.run_id == selected["mlflow_run_id"]
     assert version.tags["variant"] == registration["variant"] == selected["variant"]
+    assert (
+        version.tags["candidate"] == registration["candidate"] == KEY and version.tags["model"] == "small_cnn"
+    )
     assert version.tags["dataset_fingerprint"] == selected["dataset_fingerprint"]
     assert version.tags["task"] == "classification" and version.tags["metric"] == "accuracy"
-    chosen = json.loads((project / f"metrics/variants/{registration['variant']}.json").read_text())
+    chosen = json.loads((project / f"metrics/variants/{KEY}/{registration['variant']}.json").read_text())
     assert abs(float(version.tags["score"]) - chosen["score"]) < 1e-6
     parent = client.get_run(registration["pipeline_run_id"])
     assert parent.data.tags["dataset_fingerprint"] == selected["dataset_fingerprint"]
@@ -185,7 +194,7 @@ def test_mlflow_has_runs_metrics_and_the_registered_version(pipeline_run, mlflow
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
-    assert sorted(r.info.run_name for r in children) == sorted(VARIANTS)
+    assert sorted(r.info.run_name for r in children) == sorted(f"{KEY}/{v}" for v in VARIANTS)
     for child in children:
         assert 0 <= child.data.metrics["accuracy"] <= 1
         assert child.data.metrics["latency_ms_p50.f32"] > 0
@@ -369,8 +378,41 @@ def test_changing_one_variant_reruns_only_that_variant(pipeline_run):
         for line in status.stdout.splitlines()
         if line.endswith(":") and not line.startswith("\t")
     }
-    assert "compress@ptq" in changed
-    assert not {"compress@qat", "compress@fp32", "train", "prepare"} & changed, status.stdout
+    assert f"compress@{KEY}-ptq" in changed
+    assert not {f"compress@{KEY}-qat", f"compress@{KEY}-fp32", f"train@{KEY}", "prepare"} & changed, (
+        status.stdout
+    )
+
+
+def test_adding_a_candidate_adds_its_stages_and_leaves_the_others_up_to_date(pipeline_run):
+    project, env = pipeline_run["project"], pipeline_run["env"]
+    params_file, plan_file = project / "params.yaml", project / "candidates.yaml"
+    original, original_plan = params_file.read_text(), plan_file.read_text()
+    params = yaml.safe_load(original)
+    params["by_task"]["classification"]["model"] = ["small_cnn@24", "small_cnn"]
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        # a plain `dvc repro` expanded dvc.yaml from the old list: its first stage updates the list and stops
+        stale = subprocess.run(
+            [str(BIN / "dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True
+        )
+        assert stale.returncode != 0
+        assert "candidates.yaml is updated now: run `dvc repro` again" in stale.stdout + stale.stderr
+        assert "Traceback" not in stale.stdout + stale.stderr
+        assert "small_cnn:" in plan_file.read_text()
+        status = subprocess.run(
+            [str(BIN / "dvc"), "status"], cwd=project, env=env, capture_output=True, text=True, check=True
+        )
+    finally:
+        params_file.write_text(original)
+        plan_file.write_text(original_plan)
+    changed = {
+        line.rstrip(":").strip()
+        for line in status.stdout.splitlines()
+        if line.endswith(":") and not line.startswith("\t")
+    }
+    assert {"train@small_cnn", "compress@small_cnn-qat", "evaluate@small_cnn-fp32"} <= changed, status.stdout
+    assert not {s for s in changed if KEY in s}, status.stdout  # the kept candidate's stages stay up to date
 
 
 def test_dvc_experiment_sweep_reruns_one_variant_and_logs_to_mlflow(pipeline_run, mlflow_server):
@@ -394,7 +436,9 @@ def test_dvc_experiment_sweep_reruns_one_variant_and_logs_to_mlflow(pipeline_run
     )
     assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
     ran = {line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"compress@prune_int8", "evaluate@prune_int8", "select", "register"}, exp.stdout
+    assert ran == {f"compress@{KEY}-prune_int8", f"evaluate@{KEY}-prune_int8", "select", "register"}, (
+        exp.stdout
+    )
     show = subprocess.run(
         [str(BIN / "dvc"), "exp", "show", "--json"],
         cwd=project,
@@ -410,12 +454,12 @@ def test_dvc_experiment_sweep_reruns_one_variant_and_logs_to_mlflow(pipeline_run
         for exp_rev in experiment["revs"]
     }
     # DVC's metrics are the headline numbers only (metrics/summary.json), the full evaluations are outputs
-    assert set(experiments["sparse30"]["metrics"]) == {"metrics/train.json", "metrics/summary.json"}
+    assert set(experiments["sparse30"]["metrics"]) == {f"metrics/train/{KEY}.json", "metrics/summary.json"}
     recorded = experiments["sparse30"]["metrics"]["metrics/summary.json"]["data"]
-    evaluated = json.loads((project / "metrics/variants/prune_int8.json").read_text())
+    evaluated = json.loads((project / f"metrics/variants/{KEY}/prune_int8.json").read_text())
     assert abs(evaluated["compression"]["sparsity"] - 0.3) < 0.02
     # the experiment's own metrics
-    assert recorded["prune_int8"]["score"] == pytest.approx(evaluated["score"], abs=1e-5)
+    assert recorded[KEY]["prune_int8"]["score"] == pytest.approx(evaluated["score"], abs=1e-5)
     runs_after = len(client.search_runs(client.get_experiment_by_name("edgeops").experiment_id))
     # a new pipeline run with exactly one nested run: the variant DVC re-ran
     assert runs_after == runs_before + 2

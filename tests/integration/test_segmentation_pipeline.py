@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 VARIANTS = ["fp32", "fp16", "ptq", "ptq_ac", "qat", "prune_int8"]
+KEY = "unet"  # the one model candidate (params.yaml's default)
 SIZE = 64
 
 
@@ -100,14 +101,14 @@ def test_task_inferred_and_every_variant_built(seg_run: dict) -> None:
     assert "task = segmentation (from the layout: images/ + masks/)" in seg_run["stdout"]
     assert yaml.safe_load((project / "params.yaml").read_text())["task"] == "segmentation"
     for variant in VARIANTS:
-        result = json.loads((project / "metrics" / "variants" / f"{variant}.json").read_text())
+        result = json.loads((project / "metrics" / "variants" / KEY / f"{variant}.json").read_text())
         assert result["status"] == "ok", result
         assert result["metric"] == "mIoU" and 0.0 <= result["score"] <= 1.0
         assert set(result["metrics"]["per_class"]) == {"bg", "cell", "debris"}
         assert {"mean_dice", "pixel_accuracy"} <= set(result["metrics"])
-        assert (project / "plots" / "pictures" / variant / "overlays.png").is_file()
+        assert (project / "plots" / "pictures" / KEY / variant / "overlays.png").is_file()
     report = (project / "reports" / "compression.md").read_text()
-    assert "| variant | precision | mIoU |" in report and "Per-class IoU" in report
+    assert "| candidate / variant | precision | mIoU |" in report and "Per-class IoU" in report
 
 
 def test_selected_ir_scores_the_same_through_plain_openvino(seg_run: dict) -> None:
@@ -116,7 +117,9 @@ def test_selected_ir_scores_the_same_through_plain_openvino(seg_run: dict) -> No
     contract = read_model_json(selected)
     assert contract["task"] == "segmentation" and contract["output"]["shape"] == [1, 3, SIZE, SIZE]
     manifest = json.loads((project / "data" / "prepared" / "manifest.json").read_text())
-    reported = json.loads((project / "metrics" / "variants" / f"{contract['variant']}.json").read_text())
+    reported = json.loads(
+        (project / "metrics" / "variants" / contract["candidate"] / f"{contract['variant']}.json").read_text()
+    )
     measured = plain_openvino_miou(selected, data, manifest["splits"]["test"])
     assert measured == pytest.approx(reported["score"], abs=1e-6)
     assert measured > 0.5  # colour-coded rectangles: a trained model is far above chance

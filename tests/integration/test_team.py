@@ -297,7 +297,7 @@ def test_pipeline_runs_on_a_worker_and_lands_in_mlflow_postgres_s3_and_the_dvc_r
         line.split("workspace ")[1].split(":")[0] for line in logs.splitlines() if "workspace " in line
     )
     assert str(clone) not in workspace and Path(workspace).name == str(first_run.id)
-    assert "Running stage 'train'" in logs  # each stage is a task with its own log
+    assert "Running stage 'train@small_cnn'" in logs  # each stage is a task with its own log
     assert not Path(workspace).exists()  # pushed, so the workspace was removed
 
     runs = _pipeline_runs(team)
@@ -401,7 +401,7 @@ def _restart(team: Team, name: str) -> None:
 def test_mlflow_server_restarting_mid_run_loses_and_duplicates_nothing(team: Team, first_run: Any) -> None:
     runs_before, versions_before = len(_pipeline_runs(team)), len(_versions(team))
     run_id = _start(team, PIPELINE, {"overrides": {"seed": 7}})
-    _wait_for_log(team, run_id, "Running stage 'train'")
+    _wait_for_log(team, run_id, "Running stage 'train@small_cnn'")
     _restart(team, "mlflow")
     run = _wait(team, run_id)
     assert run.state.is_completed(), _logs(team, run_id)[-4000:]
@@ -423,7 +423,7 @@ def test_a_worker_killed_mid_stage_crashes_its_run_and_a_retry_finishes_from_the
     team: Team, first_run: Any
 ) -> None:
     run_id = _start(team, PIPELINE, {"overrides": {"seed": 11}})
-    _wait_for_log(team, run_id, "Running stage 'train'")
+    _wait_for_log(team, run_id, "Running stage 'train@small_cnn'")
     for worker in sorted((Path(team.up_env["TEAM_DIR"]) / "pids").glob("worker-*")):
         os.killpg(int(worker.read_text()), signal.SIGKILL)
     # no heartbeat: `edgeops deploy`'s automation marks the run Crashed (after 90 s), so it can be retried

@@ -36,7 +36,7 @@ import pytest
 import yaml
 
 from edgeops.vision.classification.demo import make_demo_dataset
-from tests.integration.test_pipeline import VARIANTS, make_project
+from tests.integration.test_pipeline import KEY, VARIANTS, make_project
 from tests.unit.edge_helpers import free_port, stop_process_group
 
 pytestmark = pytest.mark.integration
@@ -340,7 +340,7 @@ def test_mlflow_runs_table_lists_the_pipeline_run_and_its_variants(browser, proj
     assert name.startswith("pipeline-")
     search = {"experiment_ids": [exp], "filter": f"tags.mlflow.parentRunId = '{parent['info']['run_id']}'"}
     variants = sorted(r["info"]["run_name"] for r in mlflow_api(mlflow_ui, "runs/search", search)["runs"])
-    assert variants == sorted(VARIANTS)
+    assert variants == sorted(f"{KEY}/{v}" for v in VARIANTS)
     browser.page(
         mlflow_page(mlflow_ui, f"/experiments/{exp}/runs"),
         [name, "edgeops"],

@@ -30,7 +30,7 @@ def test_confusion_picture_from_an_evaluate_result(tmp_path: Path) -> None:
         "score_f32": metrics[task.metric],
         "metrics": metrics,
     }
-    out = tmp_path / variant_pictures("ptq")
+    out = tmp_path / variant_pictures("small_cnn", "ptq")
     out.mkdir(parents=True)
     written = task.pictures(result, predicted, split, LABELS, out)
     assert written == [out / "confusion.png"]

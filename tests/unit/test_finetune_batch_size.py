@@ -55,6 +55,10 @@ def test_compress_stage_passes_train_batch_size(variant, tmp_path, monkeypatch):
         f"task: classification\nby_task: {{classification: {settings}}}\n"
         f"compress: {{variants: {{{variant}: {{}}}}}}\n"
     )
+    from edgeops.config import load_params
+    from edgeops.pipeline import plan
+
+    plan.write(load_params(tmp_path / "params.yaml"), tmp_path)  # the batch size comes from its entry
     meta = {"task": "classification", "model": "small_cnn", "classes": LABELS, "image_size": 16}
     monkeypatch.setattr(tasks.compress, "load_checkpoint", lambda _: (object(), meta))
     monkeypatch.setattr(tasks.compress, "load_split", lambda *_: None)
@@ -63,10 +67,10 @@ def test_compress_stage_passes_train_batch_size(variant, tmp_path, monkeypatch):
 
     def on_epoch(row: dict) -> None: ...
 
-    tasks.compress.build(variant, on_epoch)
+    tasks.compress.build("small_cnn", variant, on_epoch)
     args = calls[0][:-2] if variant == "qat" else calls[0]  # qat also gets the history and the recipe
     if variant == "qat":
-        assert calls[0][-2] is None  # no plots/train_history.csv here
+        assert calls[0][-2] is None  # no plots/train/small_cnn.csv here
         assert calls[0][-1] is TASK.recipes["small_cnn"]  # for freeze_bn_after_epochs: auto
     assert args[-2] == 12
     assert args[-4:-2] == (TASK, LABELS)  # the task and labels the fine-tuning validates with

@@ -317,9 +317,9 @@ def test_convergence_is_checked_on_the_train_stage_csv(tmp_path) -> None:
         undertrained_note("classification", "small_cnn", [history[0], {**history[1], "stopped": "budget"}])
         is None
     )
-    report = "\n".join(training_section("accuracy", {"model": "small_cnn", "best_val_score": 0.9, "epochs": 2,
-                                                    "stopped": "max_epochs", "note": note}))  # fmt: skip
-    assert f"**Note:** {note}." in report
+    trained = {"model": "small_cnn", "best_val": 0.9, "epochs": 2, "stopped": "max_epochs", "note": note}
+    report = "\n".join(training_section("accuracy", {"small_cnn": trained}))
+    assert f"**Note (small_cnn):** {note}." in report
     assert read_history(tmp_path / "missing.csv") is None
     (tmp_path / "other.csv").write_text("epoch,loss\n1,0.5\n")
     assert read_history(tmp_path / "other.csv") is None  # advice only: never fails the variant

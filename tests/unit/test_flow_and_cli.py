@@ -11,6 +11,7 @@ import yaml
 
 from edgeops.config import load_params
 from edgeops.orchestration.dvcgraph import stage_order
+from edgeops.pipeline import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGEOPS = Path(sys.executable).parent / "edgeops"
@@ -19,20 +20,26 @@ EDGEOPS = Path(sys.executable).parent / "edgeops"
 def test_flow_stages_are_dvc_stages_in_dependency_order():
     order = stage_order(ROOT)
     variants = load_params(ROOT / "params.yaml").compress.variants.enabled()
-    expected = {"demo", "prepare", "train", "select", "register"}
-    expected |= {f"compress@{v}" for v in variants} | {f"evaluate@{v}" for v in variants}
+    (candidate,) = plan.read(ROOT)  # the committed candidates.yaml: params.yaml's one model
+    expected = {"demo", "prepare", f"train@{candidate}", "select", "register"}
+    expected |= {f"{stage}@{candidate}-{v}" for v in variants for stage in ("compress", "evaluate")}
     assert set(order) == expected and len(order) == len(expected)
     position = {stage: i for i, stage in enumerate(order)}
-    assert position["demo"] < position["prepare"] < position["train"]
+    assert position["demo"] < position["prepare"] < position[f"train@{candidate}"]
     for v in variants:
-        assert position["train"] < position[f"compress@{v}"] < position[f"evaluate@{v}"] < position["select"]
+        compress, evaluate = f"compress@{candidate}-{v}", f"evaluate@{candidate}-{v}"
+        assert position[f"train@{candidate}"] < position[compress] < position[evaluate] < position["select"]
     assert position["select"] < position["register"]
+
+
+def test_the_committed_candidates_file_is_what_params_yaml_says():
+    assert plan.read(ROOT) == plan.resolve(load_params(ROOT / "params.yaml"))
 
 
 def test_every_stage_command_is_a_task_module():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        cmd = stage["do"]["cmd"] if "foreach" in stage else stage["cmd"]
+        cmd = stage["do"]["cmd"] if "foreach" in stage else stage["cmd"]  # matrix stages: cmd as is
         module = cmd.split()[2]
         assert module.startswith("tasks."), name
         assert (ROOT / (module.replace(".", "/") + ".py")).exists(), name

@@ -41,11 +41,17 @@ def test_stages_of_one_pipeline_share_one_run_and_a_new_pipeline_closes_a_stale_
 ) -> None:
     first = live.open_pipeline_run(params)
     assert live.open_pipeline_run(params).run_id == first.run_id  # the next stage of the same pipeline
-    qat = live.variant_run(first, "qat", {"epochs": 2})
-    assert live.variant_run(first, "qat", {"epochs": 2}).run_id == qat.run_id  # evaluate after compress
+    qat = live.variant_run(first, "small_cnn", "qat", {"epochs": 2})
+    assert (
+        live.variant_run(first, "small_cnn", "qat", {"epochs": 2}).run_id == qat.run_id
+    )  # evaluate after compress
     client = MlflowClient()
     assert client.get_run(qat.run_id).data.tags["mlflow.parentRunId"] == first.run_id
-    assert client.get_run(qat.run_id).data.params == {"variant": "qat", "settings.epochs": "2"}
+    assert client.get_run(qat.run_id).data.params == {
+        "candidate": "small_cnn",
+        "variant": "qat",
+        "settings.epochs": "2",
+    }
     assert _status(first.run_id) == "RUNNING"
 
     monkeypatch.setenv(live.PIPELINE_ID_ENV, "pipeline-b")  # e.g. the first one was killed
@@ -170,7 +176,7 @@ def test_registered_version_is_a_pyfunc_model_that_answers_like_the_edge(
 
     model_dir = build_model(tmp_path / "ptq", size=8)
     pipeline = live.open_pipeline_run(params)
-    run = live.variant_run(pipeline, "ptq", {})
+    run = live.variant_run(pipeline, "small_cnn", "ptq", {})
     result = _evaluation()
     text = json.dumps(result)
     example = np.full((1, 20, 30, 3), 200, np.uint8)
@@ -207,11 +213,17 @@ def test_descriptions_say_what_the_version_is() -> None:
         "git_commit": "c" * 40,
         "dvc_lock_sha256": "d" * 64,
     }
-    selection = {"gates": {"max_score_drop": 0.01, "min_score": None}, "variants": {"ptq": {"passed": True}}}
-    text = version_description(_evaluation(), 0.91, ["cat", "dog"], selection, lineage)
+    selection = {
+        "gates": {"max_score_drop": 0.01, "min_score": None},
+        "variants": {"small_cnn/ptq": {"passed": True}},
+        "reference": "small_cnn/fp32",
+    }
+    text = version_description(
+        {**_evaluation(), "candidate": "small_cnn"}, 0.91, ["cat", "dog"], selection, lineage
+    )
     for expected in (
-        "variant `ptq` (INT8)",
-        "test accuracy: 0.9000 (FP32 0.9100",
+        "`small_cnn/ptq` (INT8), selected by edgeops among 1 models",
+        "test accuracy: 0.9000 (reference FP32 `small_cnn/fp32` 0.9100",
         "max_score_drop 0.01 — all passed",
         "labels (2): cat, dog",
         "fingerprint `ffffffffffffffff…`",
@@ -242,7 +254,7 @@ def test_every_task_logs_an_mlflow_model_whose_answers_are_the_edges(
         from tests.unit.test_edge_detection import build_detection_ir as build
     model_dir = build(tmp_path / task)
     pipeline = live.open_pipeline_run(params)
-    run = live.variant_run(pipeline, "ptq", {})
+    run = live.variant_run(pipeline, "small_cnn", "ptq", {})
     result = _evaluation() | {"task": task}
     pixels = np.zeros((1, 40, 60, 3), np.uint8)
     pixels[0, :, :30] = (250, 20, 20)

@@ -1,5 +1,5 @@
-"""Per-model recipes (`epochs: auto`, `lr: auto`) and the train stage's candidates (a list of models, or
-auto): each trains within its share of train.budget_seconds and the best by validation score is kept."""
+"""Per-model recipes (`epochs: auto`, `lr: auto`) and the model candidates (a list of models, or auto): the plan
+that dvc.yaml expands into one train stage per candidate, each within its share of train.budget_seconds."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import yaml
 
 from edgeops.config import parse_params, split_candidate
 from edgeops.errors import EdgeopsError
+from edgeops.pipeline import plan
 from edgeops.pipeline import train as train_module
-from edgeops.pipeline.train import Candidate, candidate_budget, pick_candidate, train_model
+from edgeops.pipeline.train import train_candidate
 from edgeops.vision import get_task, task_names
 from tests.unit.test_batchnorm_reestimation import LABELS, _shapes_split
 from tests.unit.test_finetune_rules import _fake_epochs
@@ -130,25 +131,30 @@ def test_prepare_decodes_each_candidate_size_and_load_split_finds_it(tmp_path) -
         load_split(tmp_path / "prepared", "train", 48)
 
 
-def test_a_candidate_at_another_size_trains_on_the_data_at_that_size(monkeypatch) -> None:
+def test_a_candidate_trains_with_its_own_entry_of_the_plan(monkeypatch) -> None:
     seen = []
     real_fit = train_module.fit
 
     def spy(model, task, labels, train, val, **kwargs):
-        seen.append((kwargs["tag"], train.images.shape[1], val.images.shape[1]))
+        seen.append((kwargs["tag"], train.images.shape[1], kwargs["epochs"], kwargs["batch_size"]))
         return real_fit(model, task, labels, train, val, **{**kwargs, "epochs": 1})
 
     monkeypatch.setattr(train_module, "fit", spy)
-    params = parse_params(_params(model=["small_cnn", "small_cnn@24"], image_size=16))
-    small, large = _shapes_split(4, 16, seed=0), _shapes_split(4, 24, seed=0)
-    result = train_model(params, small, small, LABELS, lambda _: None, splits_at=lambda size: (large, large))
-    assert seen == [("train small_cnn", 16, 16), ("train small_cnn@24", 24, 24)]
-    assert [(c.name, c.model, c.image_size) for c in result.candidates] == [
-        ("small_cnn", "small_cnn", 16),
-        ("small_cnn@24", "small_cnn", 24),
-    ]
-    with pytest.raises(EdgeopsError, match="no data at 24px was prepared"):
-        train_model(params, small, small, LABELS, lambda _: None)
+    params = parse_params(_params(model=["small_cnn", "small_cnn@24"], image_size=16, epochs=3, batch_size=8))
+    entries = plan.resolve(params)
+    assert list(entries) == ["small_cnn", "small_cnn_24"]
+    large = _shapes_split(4, 24, seed=0)
+    model, history, trained = train_candidate(
+        params, entries["small_cnn_24"], large, large, LABELS, lambda _: None, tag="train@small_cnn_24"
+    )
+    assert seen == [("train@small_cnn_24", 24, 3, 8)]
+    assert (trained.name, trained.model, trained.image_size, len(history)) == (
+        "small_cnn@24",
+        "small_cnn",
+        24,
+        1,
+    )
+    assert trained.parameters == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("task", task_names())
@@ -193,50 +199,96 @@ def test_bad_epochs_or_lr_is_an_error(bad) -> None:
         parse_params(_params(**bad))
 
 
-def _candidate(model: str, val: float, parameters: int, image_size: int = 32) -> Candidate:
-    return Candidate(
-        name=model, model=model, image_size=image_size, best_val=val, parameters=parameters, epochs=3,
-        seconds=1.0, stopped="max_epochs", max_epochs=3, lr=1e-3,
-    )  # fmt: skip
+def test_the_plan_lists_each_candidate_with_its_settings_and_an_even_share_of_the_budget() -> None:
+    raw = _params(model=["small_cnn", "mobilenet_v3_small@64"], image_size=32, epochs="auto", lr="auto")
+    raw["train"]["budget_seconds"] = 300
+    entries = plan.resolve(parse_params(raw))
+    recipes = get_task("classification").recipes
+    assert entries == {
+        "small_cnn": {"name": "small_cnn", "model": "small_cnn", "image_size": None,
+                      "epochs": recipes["small_cnn"].epochs, "lr": recipes["small_cnn"].lr, "batch_size": 64,
+                      "budget_seconds": 150.0},
+        "mobilenet_v3_small_64": {"name": "mobilenet_v3_small@64", "model": "mobilenet_v3_small", "image_size": 64,
+                                  "epochs": recipes["mobilenet_v3_small"].epochs,
+                                  "lr": recipes["mobilenet_v3_small"].lr, "batch_size": 64, "budget_seconds": 150.0},
+    }  # fmt: skip
+    assert list(plan.resolve(parse_params(_params(model="auto", image_size=32)))) == [
+        "small_cnn",
+        "mobilenet_v3_small_64",
+        "resnet18",
+    ]
+    detection = yaml.safe_load(yaml.safe_dump(ROOT_PARAMS)) | {"task": "detection"}
+    assert detection["by_task"]["detection"]["image_size"] == "auto"  # resolved by prepare, from the images
+    assert [e["image_size"] for e in plan.resolve(parse_params(detection)).values()] == [None]
 
 
-def test_pick_candidate_takes_the_best_score_and_a_tie_goes_to_the_smaller_model() -> None:
-    assert pick_candidate([_candidate("a", 0.80, 10), _candidate("b", 0.85, 1000)]) == 1
-    assert pick_candidate([_candidate("big", 0.85, 1000), _candidate("small", 0.85, 10)]) == 1
-    assert pick_candidate([_candidate("small", 0.85, 10), _candidate("big", 0.85, 1000)]) == 0
-    assert pick_candidate([_candidate("only", 0.1, 5)]) == 0
-    at_32, at_24 = _candidate("small_cnn", 0.9, 10, 32), _candidate("small_cnn@24", 0.9, 10, 24)
-    assert (
-        pick_candidate([at_32, at_24]) == 1 and pick_candidate([at_24, at_32]) == 0
-    )  # then the smaller input
+def test_a_stale_plan_is_rewritten_and_stops_the_stage_with_what_to_do(tmp_path: Path) -> None:
+    one, two = (
+        parse_params(_params(model="small_cnn")),
+        parse_params(_params(model=["small_cnn", "resnet18"])),
+    )
+    assert plan.write(one, tmp_path) and not plan.write(one, tmp_path)  # unchanged: not rewritten
+    assert list(plan.current(one, tmp_path)) == ["small_cnn"]
+    with pytest.raises(
+        EdgeopsError, match=r"changed \(small_cnn -> small_cnn, resnet18\).*run `dvc repro` again"
+    ):
+        plan.current(two, tmp_path)
+    assert list(plan.read(tmp_path)) == ["small_cnn", "resnet18"]  # the next `dvc repro` expands both
+    assert plan.entry(two, "resnet18", tmp_path)["model"] == "resnet18"
+    with pytest.raises(EdgeopsError, match="their settings"):
+        plan.current(parse_params(_params(model=["small_cnn", "resnet18"], epochs=2)), tmp_path)
+    with pytest.raises(EdgeopsError, match="'vgg' is not a model candidate"):
+        plan.entry(parse_params(_params(model=["small_cnn", "resnet18"], epochs=2)), "vgg", tmp_path)
+    (tmp_path / "candidates.yaml").write_text("candidates: [broken")  # a hand-edited file is rewritten too
+    with pytest.raises(EdgeopsError, match="none -> small_cnn"):
+        plan.current(one, tmp_path)
+    (tmp_path / "candidates.yaml").unlink()  # no file: DVC expanded nothing from it (a stage run by hand)
+    assert list(plan.current(two, tmp_path)) == ["small_cnn", "resnet18"]
 
 
-def test_candidate_budget_splits_what_is_left() -> None:
-    assert candidate_budget(None, 50, 2) is None
-    assert candidate_budget(300, 0, 3) == 100
-    assert candidate_budget(300, 60, 2) == 120  # the first one stopped early: the rest share its savings
-    assert candidate_budget(300, 400, 1) == 1.0  # overrun: the last one still gets an epoch
+def test_dvc_expands_a_stage_per_candidate_and_per_candidate_and_variant(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "dvc.yaml", tmp_path)
+    raw = _params(model=["small_cnn", "mobilenet_v3_small@64"])
+    raw["compress"]["variants"] = {"fp32": {}, "qat": raw["compress"]["variants"]["qat"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    plan.write(parse_params(raw), tmp_path)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "-q"], cwd=tmp_path, check=True)
+    listed = subprocess.run(
+        [*dvc, "stage", "list", "--name-only"], cwd=tmp_path, check=True, capture_output=True
+    )
+    stages = listed.stdout.decode().split()
+    assert [s for s in stages if s.startswith(("train", "compress"))] == [
+        "train@small_cnn",
+        "train@mobilenet_v3_small_64",
+        "compress@small_cnn-fp32",
+        "compress@small_cnn-qat",
+        "compress@mobilenet_v3_small_64-fp32",
+        "compress@mobilenet_v3_small_64-qat",
+    ]
+    assert "evaluate@mobilenet_v3_small_64-qat" in stages and "select" in stages
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_candidates_share_one_budget_and_never_overrun_it_by_more_than_an_epoch_each(
-    seed: int, monkeypatch
-) -> None:
-    """The real train_model on a fake clock: every candidate's epochs take random times."""
-    rng = random.Random(seed)
+def test_each_candidate_keeps_to_its_share_of_the_budget_within_an_epoch(monkeypatch) -> None:
+    """The real train_candidate on a fake clock, each candidate in turn as its stage would: random epochs."""
+    rng = random.Random(0)
     clock = _fake_epochs(monkeypatch, [rng.uniform(1, 15) for _ in range(200)])
-    budget = rng.uniform(20, 80)
     raw = _params(model=["small_cnn", "mobilenet_v3_small"], epochs=6, image_size=32)
-    raw["train"]["budget_seconds"] = budget
+    raw["train"]["budget_seconds"] = 60
     params = parse_params(raw)
     data = _shapes_split(6, 32, seed=0)
-    start, lines = clock.now, []
-    result = train_model(params, data, data, LABELS, lines.append)
-    assert [c.model for c in result.candidates] == ["small_cnn", "mobilenet_v3_small"]
-    longest = max(r["seconds"] for r in result.history) if result.history else 0
-    assert clock.now - start <= budget + 2 * max(15.0, longest)
-    assert result.kept is result.candidates[pick_candidate(result.candidates)]
-    assert any("<- kept" in line for line in lines)
+    for entry in plan.resolve(params).values():
+        start = clock.now
+        _, history, trained = train_candidate(params, entry, data, data, LABELS, lambda _: None)
+        assert entry["budget_seconds"] == 30
+        assert clock.now - start <= 30 + max(r["seconds"] for r in history)
+        assert trained.stopped in ("budget", "max_epochs")
 
 
 def test_one_model_trains_as_before_with_its_recipe(monkeypatch) -> None:
@@ -250,40 +302,33 @@ def test_one_model_trains_as_before_with_its_recipe(monkeypatch) -> None:
     monkeypatch.setattr(train_module, "fit", spy)
     params = parse_params(_params(model="small_cnn", epochs="auto", lr="auto", image_size=16))
     data = _shapes_split(6, 16, seed=0)
-    result = train_model(params, data, data, LABELS, lambda _: None)
+    (entry,) = plan.resolve(params).values()
+    _, _, trained = train_candidate(params, entry, data, data, LABELS, lambda _: None)
     recipe = get_task("classification").recipes["small_cnn"]
     assert (seen["epochs"], seen["lr"], seen["tag"]) == (recipe.epochs, recipe.lr, "train")
-    assert result.kept.model == "small_cnn" and len(result.candidates) == 1
-    assert (result.kept.max_epochs, result.kept.lr) == (recipe.epochs, recipe.lr)
+    assert trained.model == "small_cnn"
+    assert (trained.max_epochs, trained.lr) == (recipe.epochs, recipe.lr)
 
 
-def test_report_names_the_model_and_why_the_other_candidates_lost() -> None:
+def test_report_lists_every_candidate_and_its_training() -> None:
     from edgeops.pipeline.report import training_section
 
+    def trained(model: str, size: int, val: float, parameters: int, stopped: str, **extra) -> dict:
+        return {"model": model, "image_size": size, "best_val": val, "parameters": parameters, "epochs": 8,
+                "seconds": 50.0, "stopped": stopped, **extra}  # fmt: skip
+
     training = {
-        "model": "small_cnn",
-        "best_val_score": 0.85,
-        "epochs": 8,
-        "stopped": "max_epochs",
-        "candidates": [
-            {"model": "small_cnn", "best_val": 0.85, "parameters": 288_000, "epochs": 8, "seconds": 50.0,
-             "stopped": "max_epochs"},
-            {"name": "mobilenet_v3_small@64", "model": "mobilenet_v3_small", "image_size": 64, "best_val": 0.70,
-             "parameters": 1_500_000, "epochs": 12, "seconds": 120.0, "stopped": "budget"},
-            {"model": "resnet18", "best_val": 0.85, "parameters": 11_000_000, "epochs": 5, "seconds": 130.0,
-             "stopped": "budget"},
-        ],
-    }  # fmt: skip
+        "small_cnn": trained(
+            "small_cnn", 32, 0.85, 288_000, "max_epochs", note="small_cnn was still improving"
+        ),
+        "mobilenet_v3_small_64": trained("mobilenet_v3_small", 64, 0.70, 1_500_000, "budget"),
+    }
     text = "\n".join(training_section("accuracy", training))
-    assert "Every variant comes from `small_cnn`" in text
-    assert "| small_cnn |  | 0.29 | 0.8500 | 8 | 50 | max_epochs | **kept** |" in text  # an older train.json
-    assert "| mobilenet_v3_small@64 | 64 | 1.50 | 0.7000 | 12 | 120 | budget | val -0.1500 |" in text
-    assert "| resnet18 |  | 11.00 | 0.8500 | 5 | 130 | budget | tie: larger model |" in text
-    same_model = {**training, "candidates": [training["candidates"][0], {**training["candidates"][0], "name": "small_cnn@48",
-                                                                        "image_size": 48}]}  # fmt: skip
-    assert "| small_cnn@48 | 48 | 0.29 | 0.8500 | 8 | 50 | max_epochs | tie: larger input |" in "\n".join(
-        training_section("accuracy", same_model)
-    )
-    single = {k: v for k, v in training.items() if k != "candidates"}
-    assert "candidates" not in "\n".join(training_section("accuracy", single))
+    assert "## Model candidates" in text
+    assert "| small_cnn | small_cnn | 32 | 0.29 | 0.8500 | 8 | 50 | max_epochs |" in text
+    assert "| mobilenet_v3_small_64 | mobilenet_v3_small | 64 | 1.50 | 0.7000 | 8 | 50 | budget |" in text
+    assert "**Note (small_cnn):** small_cnn was still improving." in text
+    single = "\n".join(training_section("accuracy", {"small_cnn": training["small_cnn"]}))
+    assert "Every variant comes from `small_cnn` (best val accuracy 0.8500, 8 epochs" in single
+    assert "## Model candidates" not in single
     assert training_section("accuracy", {}) == []

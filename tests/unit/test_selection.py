@@ -3,7 +3,7 @@ import pytest
 from edgeops.config import GatesConfig
 from edgeops.errors import EdgeopsError
 from edgeops.pipeline.gates import Measured, check_gates, failures
-from edgeops.pipeline.selection import candidates, choose, pareto_front
+from edgeops.pipeline.selection import candidates, choose, pareto_front, reference
 
 
 def result(acc, p50, size, status="ok"):
@@ -104,3 +104,42 @@ def test_pareto_front():
 def test_fp32_is_required_as_reference():
     with pytest.raises(EdgeopsError, match="fp32"):
         candidates({"ptq": RESULTS["ptq"]}, GatesConfig())
+
+
+# ---------------------------------------------------------------- across model candidates × variants
+
+CANDIDATES = {
+    "small_cnn/fp32": result(0.90, 1.0, 0.6),
+    "small_cnn/ptq": result(0.915, 0.5, 0.2),  # fastest, but 1.5 points under the best FP32 (resnet18's)
+    "resnet18/fp32": result(0.93, 8.0, 45.0),  # the most accurate FP32: the reference for every drop
+    "resnet18/ptq": result(0.925, 4.0, 11.0),
+    "resnet18/qat": result(0.93, 4.02, 11.2),
+}
+
+
+def test_drops_are_measured_from_the_most_accurate_fp32_of_all_candidates():
+    cands = {c.variant: c for c in candidates(CANDIDATES, GatesConfig(max_score_drop=0.01))}
+    assert reference(CANDIDATES) == "resnet18/fp32"
+    assert cands["small_cnn/fp32"].score_drop == pytest.approx(0.03)
+    assert cands["small_cnn/ptq"].failures == ["accuracy drop 0.015 > max_score_drop 0.01"]
+    chosen = choose(list(cands.values()))
+    # resnet18's ptq and qat tie on latency (within 2%): the smaller model wins
+    assert chosen is not None and chosen.variant == "resnet18/ptq"
+    # a looser gate lets the fastest model of any candidate win
+    loose = choose(candidates(CANDIDATES, GatesConfig(max_score_drop=0.02)))
+    assert loose is not None and loose.variant == "small_cnn/ptq"
+
+
+def test_accuracy_first_across_candidates_within_a_latency_budget():
+    gates = GatesConfig(max_score_drop=0.05, latency_budget_ms=5.0, prefer="accuracy_first")
+    chosen = choose(candidates(CANDIDATES, gates), gates.prefer)
+    assert chosen is not None and chosen.variant == "resnet18/qat"  # 0.93, the best within 5 ms
+    gates = GatesConfig(max_score_drop=0.05, latency_budget_ms=2.0, prefer="accuracy_first")
+    chosen = choose(candidates(CANDIDATES, gates), gates.prefer)
+    assert chosen is not None and chosen.variant == "small_cnn/ptq"
+
+
+def test_a_tie_for_the_reference_goes_to_the_smaller_model():
+    tied = {"big/fp32": result(0.9, 5.0, 40.0), "small/fp32": result(0.9, 1.0, 1.0)}
+    assert reference(tied) == "small/fp32"
+    assert reference({"a/fp32": result(0, 0, 0, status="failed"), "b/fp32": result(0.5, 1, 1)}) == "b/fp32"

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgeops.config import load_params
 from edgeops.paths import SUMMARY, VARIANT_METRICS, variant_metrics
+from edgeops.pipeline import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADLINE = {"score", "drop", "p50_default_ms", "size_mb"}
@@ -40,6 +42,7 @@ def test_select_writes_only_the_headline_numbers(tmp_path: Path, monkeypatch: py
     (tmp_path / "params.yaml").write_text(
         yaml.safe_dump({"compress": {"variants": {"fp32": {}, "ptq": {}, "qat": {}}}, "gates": {}})
     )
+    plan.write(load_params(tmp_path / "params.yaml"), tmp_path)  # one candidate: small_cnn
     (tmp_path / "data/prepared").mkdir(parents=True)
     (tmp_path / "data/prepared/manifest.json").write_text(
         json.dumps({"task": "classification", "classes": ["cat", "dog"]})
@@ -50,20 +53,21 @@ def test_select_writes_only_the_headline_numbers(tmp_path: Path, monkeypatch: py
         "qat": {"status": "failed", "error": "RuntimeError: boom"},  # its compression failed
     }
     for variant, result in results.items():
-        variant_metrics(variant).parent.mkdir(parents=True, exist_ok=True)
-        variant_metrics(variant).write_text(json.dumps(result))
+        variant_metrics("small_cnn", variant).parent.mkdir(parents=True, exist_ok=True)
+        variant_metrics("small_cnn", variant).write_text(json.dumps(result))
     monkeypatch.setattr(sys, "argv", ["tasks.select"])
 
     tasks.select.main()
 
     summary = json.loads(SUMMARY.read_text())
-    assert set(summary) == {"selected", "metric", "fp32", "ptq", "qat"}
-    assert summary["selected"] == "ptq" and summary["metric"] == "accuracy"
-    assert summary["fp32"] == {"score": 0.9, "drop": 0.0, "p50_default_ms": 2.0, "size_mb": 4.0}
-    assert set(summary["ptq"]) == HEADLINE
-    assert summary["ptq"]["drop"] == pytest.approx(0.005)
-    assert summary["ptq"]["p50_default_ms"] == 1.0  # the runtime-default hint, not f32 (2.0)
-    assert summary["qat"] == {"failed": True}
+    assert set(summary) == {"selected", "metric", "small_cnn"}  # DVC flattens small_cnn.ptq.score, ...
+    assert summary["selected"] == "small_cnn/ptq" and summary["metric"] == "accuracy"
+    variants = summary["small_cnn"]
+    assert variants["fp32"] == {"score": 0.9, "drop": 0.0, "p50_default_ms": 2.0, "size_mb": 4.0}
+    assert set(variants["ptq"]) == HEADLINE
+    assert variants["ptq"]["drop"] == pytest.approx(0.005)
+    assert variants["ptq"]["p50_default_ms"] == 1.0  # the runtime-default hint, not f32 (2.0)
+    assert variants["qat"] == {"failed": True}
     # nothing per class, no benchmark rows or hardware: those stay in the variant files and the report
     text = SUMMARY.read_text()
     for detail in ("per_class", "cat", "dog", "benchmark", "hardware", "p90", "fps"):
@@ -75,11 +79,11 @@ def test_no_variant_passing_still_writes_the_summary() -> None:
     from edgeops.pipeline.selection import candidates, choose
     from tasks.select import headline
 
-    results = {"fp32": _result(0.9, 2.0, 4.0), "ptq": {"status": "failed", "error": "boom"}}
+    results = {"unet/fp32": _result(0.9, 2.0, 4.0), "unet/ptq": {"status": "failed", "error": "boom"}}
     cands = candidates(results, GatesConfig(min_score=0.99))
     summary = headline("accuracy", cands, choose(cands))
     assert summary["selected"] is None  # DVC drops nulls: no `selected` column rather than an error
-    assert set(summary["fp32"]) == HEADLINE and summary["ptq"] == {"failed": True}
+    assert set(summary["unet"]["fp32"]) == HEADLINE and summary["unet"]["ptq"] == {"failed": True}
     json.dumps(summary)
 
 
@@ -97,7 +101,7 @@ def test_dvc_metrics_are_the_headline_files_not_the_full_evaluations() -> None:
     assert SUMMARY.as_posix() in metrics
     # the full evaluations are still tracked (select and register depend on them), as uncached outputs
     evaluate = stages["evaluate"]
-    out = variant_metrics("${key}").as_posix()
+    out = variant_metrics("${item.candidate}", "${item.variant}").as_posix()
     assert out in _declared(evaluate, "outs")
     declared = next(e for e in evaluate["outs"] if isinstance(e, dict) and out in e)
     assert declared[out] == {"cache": False}

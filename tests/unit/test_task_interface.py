@@ -12,6 +12,7 @@ import yaml
 
 from edgeops import vision
 from edgeops.errors import EdgeopsError
+from edgeops.pipeline import plan
 from tests.fake_task import write_brightness_dataset
 
 
@@ -48,28 +49,29 @@ def test_a_third_task_runs_through_every_stage(
     (project / "params.yaml").write_text(yaml.safe_dump(_params(data, tmp_path)))
     monkeypatch.chdir(project)
     assert vision.detect_task(data) == ("brightness", "a BRIGHTNESS marker")
+    _run("prepare", monkeypatch)
+    (key,) = plan.read()  # the brightness task's one model
     for stage, args in [
-        ("prepare", ()),
-        ("train", ()),
-        ("compress", ("fp32",)),
-        ("compress", ("ptq",)),
-        ("evaluate", ("fp32",)),
-        ("evaluate", ("ptq",)),
+        ("train", (key,)),
+        ("compress", (key, "fp32")),
+        ("compress", (key, "ptq")),
+        ("evaluate", (key, "fp32")),
+        ("evaluate", (key, "ptq")),
         ("select", ()),
         ("register", ()),
     ]:
         _run(stage, monkeypatch, *args)
-    contract = json.loads(Path("models/ptq/model.json").read_text())
+    contract = json.loads(Path(f"models/{key}/ptq/model.json").read_text())
     assert contract["task"] == "brightness" and contract["metric"] == "closeness"
     assert contract["output"]["name"] == "brightness" and contract["precision"] == "INT8"
-    result = json.loads(Path("metrics/variants/ptq.json").read_text())
+    result = json.loads(Path(f"metrics/variants/{key}/ptq.json").read_text())
     assert result["metric"] == "closeness" and 0.5 < result["score"] <= 1.0
     selection = json.loads(Path("reports/selection.json").read_text())
-    assert selection["selected"] in ("fp32", "ptq") and selection["metric"] == "closeness"
+    assert selection["selected"] in (f"{key}/fp32", f"{key}/ptq") and selection["metric"] == "closeness"
     assert "closeness" in Path("reports/compression.md").read_text()
     registration = json.loads(Path("reports/registration.json").read_text())
     assert registration["model_name"] == "edgeops-brightness"
-    history = Path("plots/train_history.csv").read_text().splitlines()
+    history = Path(f"plots/train/{key}.csv").read_text().splitlines()
     assert history[0].split(",")[:3] == ["epoch", "train_loss", "val_score"] and len(history) == 5
 
 

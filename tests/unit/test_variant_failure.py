@@ -22,19 +22,19 @@ def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text("compress: {variants: {fp32: {}, ptq_ac: {}}}\n")
     monkeypatch.setenv("EDGEOPS_PIPELINE_ID", "one-pipeline")
 
-    def crash(variant, on_epoch=None):
+    def crash(candidate, variant, on_epoch=None):
         raise RuntimeError("accuracy control could not converge\nsecond line")
 
     monkeypatch.setattr(tasks.compress, "build", crash)
-    monkeypatch.setattr(sys, "argv", ["tasks.compress", "ptq_ac"])
+    monkeypatch.setattr(sys, "argv", ["tasks.compress", "small_cnn", "ptq_ac"])
     tasks.compress.main()  # returns normally: the DVC stage succeeds with a recorded failure
-    failure = json.loads((tmp_path / "models/ptq_ac/FAILED.json").read_text())
+    failure = json.loads((tmp_path / "models/small_cnn/ptq_ac/FAILED.json").read_text())
     assert failure["error"] == "RuntimeError: accuracy control could not converge"
-    assert not (tmp_path / "models/ptq_ac/model.xml").exists()
+    assert not (tmp_path / "models/small_cnn/ptq_ac/model.xml").exists()
 
-    monkeypatch.setattr(sys, "argv", ["tasks.evaluate", "ptq_ac"])
+    monkeypatch.setattr(sys, "argv", ["tasks.evaluate", "small_cnn", "ptq_ac"])
     tasks.evaluate.main()
-    result = json.loads((tmp_path / "metrics/variants/ptq_ac.json").read_text())
+    result = json.loads((tmp_path / "metrics/variants/small_cnn/ptq_ac.json").read_text())
     assert result["status"] == "failed"
     # one failed nested run in MLflow, with the reason and the traceback
     from mlflow import MlflowClient
@@ -47,6 +47,7 @@ def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
         filter_string="tags.variant = 'ptq_ac'",
     )
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert runs[0].info.run_name == "small_cnn/ptq_ac" and runs[0].data.tags["candidate"] == "small_cnn"
     assert runs[0].data.tags["error"] == "RuntimeError: accuracy control could not converge"
 
     fp32 = {
@@ -58,8 +59,8 @@ def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
         "size_mb": 1.0,
         "benchmark": {"default": {"latency_ms_p50": 1.0}, "f32": {"latency_ms_p50": 2.0}},
     }
-    cands = candidates({"fp32": fp32, "ptq_ac": result}, GatesConfig())
-    assert choose(cands).variant == "fp32"  # type: ignore[union-attr]
+    cands = candidates({"small_cnn/fp32": fp32, "small_cnn/ptq_ac": result}, GatesConfig())
+    assert choose(cands).variant == "small_cnn/fp32"  # type: ignore[union-attr]
     assert cands[1].failures == ["compression failed: RuntimeError: accuracy control could not converge"]
 
 
@@ -70,7 +71,7 @@ def test_fp32_failure_is_fatal(tmp_path, monkeypatch):
         json.dumps({"classes": ["a", "b"], "task": "classification"})
     )
     (tmp_path / "params.yaml").write_text("compress: {variants: {fp32: {}, ptq_ac: {}}}\n")
-    monkeypatch.setattr(tasks.compress, "build", lambda v, _: (_ for _ in ()).throw(RuntimeError("boom")))
-    monkeypatch.setattr(sys, "argv", ["tasks.compress", "fp32"])
+    monkeypatch.setattr(tasks.compress, "build", lambda c, v, _: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(sys, "argv", ["tasks.compress", "small_cnn", "fp32"])
     with pytest.raises(RuntimeError):
         tasks.compress.main()  # without fp32 there is no reference: the pipeline must stop

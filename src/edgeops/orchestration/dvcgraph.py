@@ -8,7 +8,7 @@ from edgeops.errors import EdgeopsError
 
 
 def stage_order(root: str | Path = ".") -> list[str]:
-    """Stage addresses (e.g. `compress@ptq`) with every dependency before its dependents."""
+    """Stage addresses (e.g. `compress@small_cnn-ptq`) with every dependency before its dependents."""
     import networkx as nx
     from dvc.exceptions import DvcException
     from dvc.repo import Repo

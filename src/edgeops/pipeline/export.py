@@ -140,6 +140,7 @@ def write_model_dir(
         contract = {
             "format_version": MODEL_FORMAT_VERSION,
             "task": task.name,
+            **{k: meta[k] for k in ("model", "candidate") if k in meta},  # the architecture, its candidate
             "variant": meta["variant"],
             "precision": meta["precision"],
             "labels": labels,

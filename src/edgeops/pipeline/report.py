@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeops.pipeline.selection import LATENCY_HINT, Candidate
+from edgeops.pipeline.selection import LATENCY_HINT, LATENCY_TIE, SCORE_TIE, Candidate, reference
 from edgeops.vision import VisionTask
 
 
@@ -13,51 +13,58 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def speedup(results: dict[str, dict], variant: str) -> float | None:
-    """Latency of FP32 with INFERENCE_PRECISION_HINT=f32 divided by this variant's (default hint)."""
-    ref, r = results.get("fp32", {}), results.get(variant, {})
+    """Latency of the reference FP32 model with INFERENCE_PRECISION_HINT=f32 divided by this one's (default
+    hint)."""
+    ref, r = results.get(reference(results), {}), results.get(variant, {})
     if ref.get("status") != "ok" or r.get("status") != "ok":
         return None
     return ref["benchmark"]["f32"]["latency_ms_p50"] / r["benchmark"][LATENCY_HINT]["latency_ms_p50"]
 
 
-def training_section(metric: str, training: dict) -> list[str]:
-    """Which model every variant comes from; with several candidates, all of them and why the others lost."""
-    if not training.get("model"):
+def why_not_chosen(c: Candidate, chosen: Candidate | None, metric: str, prefer: str) -> str:
+    """The report's last column: the gates a model failed, or why a model that passed them lost."""
+    if not c.passed:
+        return "; ".join(c.failures)
+    if chosen is None or c is chosen:
+        return "pass"
+    assert c.latency_ms is not None and chosen.latency_ms is not None and c.score is not None
+    if prefer == "accuracy_first" and chosen.score is not None and c.score < chosen.score - SCORE_TIE:
+        return f"pass; {c.score - chosen.score:+.4f} {metric}"
+    if c.latency_ms > chosen.latency_ms * (1 + LATENCY_TIE):
+        return f"pass; {c.latency_ms / chosen.latency_ms:.2f}× slower"
+    return "pass; tie: larger or less accurate"
+
+
+def training_section(metric: str, training: dict[str, dict]) -> list[str]:
+    """Which trained model each variant comes from: its training, and every candidate's when there were
+    several. training: candidate -> its metrics/train/<candidate>.json."""
+    lines: list[str] = []
+    for key, t in training.items():
+        if t.get("note"):  # the train stage's undertrained_note
+            lines += ["", f"**Note ({key}):** {t['note']}."]
+    if len(training) == 1:
+        key, t = next(iter(training.items()))
+        return [
+            "",
+            f"Every variant comes from `{key}` (best val {metric} {t['best_val']:.4f}, {t['epochs']} epochs, "
+            f"stopped: {t['stopped']}).",
+            *lines,
+        ]
+    if not training:
         return []
-    kept = training.get("candidate", training["model"])  # with @size when trained at another input size
-    lines = [
+    return [
         "",
-        f"Every variant comes from `{kept}` (best val {metric} "
-        f"{training['best_val_score']:.4f}, {training['epochs']} epochs, stopped: {training['stopped']}).",
-    ]
-    if training.get("note"):  # the train stage's undertrained_note
-        lines += ["", f"**Note:** {training['note']}."]
-    candidates = training.get("candidates") or []
-    if len(candidates) < 2:
-        return lines
-    best = max(c["best_val"] for c in candidates)
-    lines += [
+        "## Model candidates (one train stage each; every one goes through every variant above)",
         "",
-        "## Model candidates (train stage: the best FP32 val score is kept, a tie goes to the smaller model, "
-        "then the smaller input)",
-        "",
-        f"| model | input (px) | params (M) | best val {metric} | epochs | seconds | stopped | |",
+        f"| candidate | model | input (px) | params (M) | best val {metric} | epochs | seconds | stopped |",
         "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {key} | {t['model']} | {t['image_size']} | {t['parameters'] / 1e6:.2f} | {t['best_val']:.4f} "
+            f"| {t['epochs']} | {t['seconds']:.0f} | {t['stopped']} |"
+            for key, t in training.items()
+        ),
+        *lines,
     ]
-    kept_parameters = next((c["parameters"] for c in candidates if c.get("name", c["model"]) == kept), None)
-    for c in candidates:
-        name = c.get("name", c["model"])
-        tie = "tie: larger input" if c["parameters"] == kept_parameters else "tie: larger model"
-        why = (
-            "**kept**"
-            if name == kept
-            else (f"val {c['best_val'] - best:+.4f}" if c["best_val"] < best else tie)
-        )
-        lines.append(
-            f"| {name} | {c.get('image_size', '')} | {c['parameters'] / 1e6:.2f} | {c['best_val']:.4f} "
-            f"| {c['epochs']} | {c['seconds']:.0f} | {c['stopped']} | {why} |"
-        )
-    return lines
 
 
 def markdown(
@@ -68,20 +75,23 @@ def markdown(
     front: list[str],
     plot: str,
     pictures: dict[str, list[str]] | None = None,
-    training: dict | None = None,
+    training: dict[str, dict] | None = None,
     prefer: str = "fastest",
 ) -> str:
-    """pictures: variant -> the task's pictures of its test results, as links relative to the report;
-    training: the train stage's metrics/train.json (the model, and every candidate when there were several)."""
+    """results, pictures: `<candidate>/<variant>` -> its evaluation, and the task's pictures of its test
+    results as links relative to the report; training: candidate -> its train stage's metrics."""
     hw: dict = next((r["hardware"] for r in results.values() if "hardware" in r), {})
+    ref = reference(results)
     lines = [
         f"# Compression report ({task.name}, score = test {task.metric} through OpenVINO)",
         "",
         f"CPU: {hw.get('cpu', '?')} (ISA: {', '.join(hw.get('isa', [])) or '?'}, {hw.get('cores', '?')} cores). "
         "Latency is batch 1, p50; `f32` = FP32 forced with INFERENCE_PRECISION_HINT=f32, `default` = the "
-        "runtime's choice (bf16 on CPUs that support it). Speed-up = FP32@f32 p50 / variant@default p50.",
+        "runtime's choice (bf16 on CPUs that support it). Speed-up = FP32@f32 p50 of the reference / this "
+        f"model's p50 at default. The reference is `{ref}`, the most accurate FP32 model: drops are measured "
+        "from it.",
         "",
-        f"| variant | precision | {task.metric} | drop vs fp32 | p50 f32 (ms) | p50 default (ms) | p90 default (ms) "
+        f"| candidate / variant | precision | {task.metric} | drop vs {ref} | p50 f32 (ms) | p50 default (ms) | p90 default (ms) "
         "| fps default | size (MB) | speed-up | sparsity | gates |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -100,32 +110,30 @@ def markdown(
             f"| {_fmt(bench.get('default', {}).get('latency_ms_p90') if ok else None, '.3f')} "
             f"| {_fmt(bench.get('default', {}).get('throughput_fps') if ok else None, '.0f')} "
             f"| {_fmt(c.size_mb, '.3f')} | {_fmt(speedup(results, c.variant), '.2f')}× "
-            f"| {_fmt(sparsity, '.1%')} | {'pass' if c.passed else '; '.join(c.failures)} |"
+            f"| {_fmt(sparsity, '.1%')} | {why_not_chosen(c, chosen, task.metric, prefer)} |"
         )
     lines += [
         "",
-        f"◆ = on the Pareto front (no other variant is both faster and better in {task.metric}).",
+        f"◆ = on the Pareto front (no other model is both faster and better in {task.metric}).",
         "",
     ]
     if chosen:
-        rule = "the fastest variant that passes every gate"
+        rule = "the fastest model that passes every gate"
         if prefer == "accuracy_first":
             rule = (
-                "the most accurate variant that passes every gate (`gates.prefer: accuracy_first`), "
+                "the most accurate model that passes every gate (`gates.prefer: accuracy_first`), "
                 f"the fastest of those with equal {task.metric}"
             )
         lines.append(
             f"**Selected: `{chosen.variant}`** — {rule} "
             f"(latencies within {2}% count as a tie, won by the smaller, then better-scoring model)."
         )
-        lines += task.report_sections(results, chosen.variant)
+        lines += task.report_sections(results, chosen.variant, ref)
     else:
-        lines.append("**No variant passes every gate**: relax `gates` in params.yaml or improve the model.")
+        lines.append("**No model passes every gate**: relax `gates` in params.yaml or improve the model.")
     lines += training_section(task.metric, training or {})
     lines += ["", f"![{task.metric} vs latency]({plot})", ""]
-    shown = [
-        v for v in dict.fromkeys(["fp32", chosen.variant if chosen else "fp32"]) if (pictures or {}).get(v)
-    ]
+    shown = [v for v in dict.fromkeys([ref, chosen.variant if chosen else ref]) if (pictures or {}).get(v)]
     for variant in shown:
         lines += [f"### Test pictures of `{variant}`", ""]
         lines += [f"![{variant}]({link})" for link in (pictures or {})[variant]] + [""]
@@ -135,33 +143,41 @@ def markdown(
 def pareto_plot(
     metric: str, cands: list[Candidate], front: list[str], chosen: Candidate | None, path: Path
 ) -> None:
+    """Score vs latency of every model: one colour per model candidate, ◆ on the Pareto front, × failing a
+    gate, the selected one circled. With several candidates only the front and the selected are labelled
+    (the report's table has them all)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points: list[tuple[str, float, float]] = []
-    failed = {c.variant for c in cands if not c.passed}
-    for c in cands:
-        if c.score is not None and c.latency_ms is not None:
-            points.append((c.variant, c.latency_ms, c.score))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for variant, latency, acc in points:
-        on_front = variant in front
-        if variant in failed:  # measured, but a gate rules it out (the report's table says which)
-            ax.scatter(latency, acc, s=60, marker="x", color="0.55")
+    points = [(c, c.latency_ms, c.score) for c in cands if c.score is not None and c.latency_ms is not None]
+    names = list(dict.fromkeys(c.variant.split("/", 1)[0] for c in cands))
+    several = len(names) > 1
+    fig, ax = plt.subplots(figsize=(7, 4.5) if several else (6, 4))
+    for c, latency, score in points:
+        candidate, variant = c.variant.split("/", 1)
+        colour = f"C{names.index(candidate) % 10}" if several else ("C1" if c.variant in front else "C0")
+        on_front, selected = c.variant in front, chosen is not None and c.variant == chosen.variant
+        if not c.passed:  # measured, but a gate rules it out (the report's table says which)
+            ax.scatter(latency, score, s=60, marker="x", color=colour if several else "0.55")
         else:
-            ax.scatter(latency, acc, s=60, marker="D" if on_front else "o", color="C1" if on_front else "C0")
-        selected = chosen is not None and variant == chosen.variant
+            ax.scatter(latency, score, s=60, marker="D" if on_front else "o", color=colour)
         if selected:
-            ax.scatter(latency, acc, s=240, facecolors="none", edgecolors="C3", linewidths=1.5)
-        label = variant + (" (selected)" if selected else " (fails a gate)" if variant in failed else "")
-        ax.annotate(label, (latency, acc), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    line = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
-    ax.plot([p[1] for p in line], [p[2] for p in line], "--", color="C1", label="Pareto front")
+            ax.scatter(latency, score, s=240, facecolors="none", edgecolors="C3", linewidths=1.5)
+        if several and not (on_front or selected):
+            continue
+        label = (c.variant if several else variant) + (
+            " (selected)" if selected else " (fails a gate)" if not c.passed else ""
+        )
+        ax.annotate(label, (latency, score), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    line = sorted((latency, score) for c, latency, score in points if c.variant in front)
+    ax.plot([p[0] for p in line], [p[1] for p in line], "--", color="0.4", label="Pareto front")
+    for i, candidate in enumerate(names if several else []):
+        ax.scatter([], [], s=40, color=f"C{i % 10}", label=candidate)
     ax.set_xlabel(f"latency p50, batch 1, {LATENCY_HINT} precision (ms)")
     ax.set_ylabel(f"test {metric} (OpenVINO)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

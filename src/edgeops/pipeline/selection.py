@@ -1,5 +1,8 @@
-"""Pick the fastest (or, with gates.prefer: accuracy_first, the most accurate) variant that passes every
-gate, and say why the others did not win."""
+"""Pick the fastest (or, with gates.prefer: accuracy_first, the most accurate) compressed model that passes
+every gate, across every model candidate and compression variant, and say why the others did not win.
+
+Results are keyed by `<candidate>/<variant>` (edgeops.paths.variant_id). Score drops are measured against
+the reference: the most accurate FP32 model of all candidates."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ LATENCY_HINT = "default"  # what an edge device gets without tuning
 
 @dataclass
 class Candidate:
-    variant: str
+    variant: str  # `<model candidate>/<compression variant>`, e.g. `small_cnn/qat`
     score: float | None  # the task's primary metric
     score_drop: float | None
     latency_ms: float | None
@@ -29,12 +32,20 @@ class Candidate:
         return not self.failures
 
 
+def reference(results: dict[str, dict]) -> str:
+    """The most accurate FP32 model of all candidates (a tie: the smaller): every drop is measured from it."""
+    fp32 = {k: r for k, r in results.items() if k.rsplit("/", 1)[-1] == "fp32" and r.get("status") == "ok"}
+    if not fp32:
+        raise EdgeopsError(
+            "no fp32 variant has metrics: the most accurate FP32 model is the reference for drops"
+        )
+    return max(fp32, key=lambda k: (fp32[k]["score"], -fp32[k]["size_mb"]))
+
+
 def candidates(results: dict[str, dict], gates: GatesConfig) -> list[Candidate]:
-    """results: variant -> its metrics/variants/<variant>.json content."""
-    reference = results.get("fp32")
-    if not reference or reference.get("status") != "ok":
-        raise EdgeopsError("the fp32 variant has no metrics: it is the reference for score drops")
-    metric, ref_score = reference["metric"], reference["score"]
+    """results: `<candidate>/<variant>` -> its metrics/variants/<candidate>/<variant>.json content."""
+    ref = results[reference(results)]
+    metric, ref_score = ref["metric"], ref["score"]
     out = []
     for variant, r in results.items():
         if r.get("status") != "ok":

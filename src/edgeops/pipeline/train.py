@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from edgeops.config import Params, split_candidate
+from edgeops.config import Params
 from edgeops.errors import EdgeopsError
 from edgeops.vision import Split, VisionTask, get_task
 from edgeops.vision.preprocess import normalize
@@ -368,134 +369,65 @@ class Candidate:
     lr: float
 
 
-@dataclass
-class Trained:
-    """The train stage's result: the kept candidate's model and epochs, and every candidate."""
-
-    model: nn.Module
-    history: list[dict]
-    kept: Candidate
-    candidates: list[Candidate]
-
-
-def pick_candidate(candidates: list[Candidate]) -> int:
-    """The index of the best candidate by validation score; a tie goes to the smaller model, then to the
-    smaller input size (the same model at 24 px computes about half of what it does at 32 px)."""
-    return max(
-        range(len(candidates)),
-        key=lambda i: (candidates[i].best_val, -candidates[i].parameters, -candidates[i].image_size),
-    )
-
-
-def candidate_budget(total: float | None, spent: float, left: int) -> float | None:
-    """A candidate's share of the train stage's budget: what is left, split evenly between the candidates
-    still to train (time a candidate saved by stopping early goes to the next ones)."""
-    if total is None:
-        return None
-    return max(1.0, (total - spent) / max(1, left))
-
-
-def _for_candidate(on_epoch: Callable[[str, dict], None] | None, model: str) -> Callable[[dict], None] | None:
-    return None if on_epoch is None else lambda row: on_epoch(model, row)
-
-
-def train_model(
+def train_candidate(
     params: Params,
+    entry: dict[str, Any],
     train: Split,
     val: Split,
     labels: list[str],
     log: Callable[[str], None] = print,
-    on_epoch: Callable[[str, dict], None] | None = None,
-    splits_at: Callable[[int], tuple[Split, Split]] | None = None,
-) -> Trained:
-    """Train every candidate (params.candidates(): one unless the model is a list or auto) within
-    train.budget_seconds shared between them; the best one by validation score is kept.
-
-    train and val are at the run's image_size; splits_at(size) gives them at a candidate's other size
-    (`model@size`). on_epoch(candidate, row) gets each epoch of each candidate as soon as it is validated."""
-    task, settings = get_task(params.task), params.settings
-    image_size = train.images.shape[1]
-    names = params.candidates(image_size)
-    for name in names if params.settings.model == "auto" else []:
-        model_name, size = split_candidate(name)
-        if size is not None and size not in params.image_sizes(image_size):  # moved to its recipe's minimum
-            log(
-                f"train: auto trains {model_name} at {size}px, the least its recipe allows "
-                f"(image_size is {image_size}); list {model_name} in `model` to train it at {image_size}px"
-            )
+    on_epoch: Callable[[dict], None] | None = None,
+    tag: str = "train",
+) -> tuple[nn.Module, list[dict], Candidate]:
+    """Train one model candidate (its entry in candidates.yaml: edgeops.pipeline.plan) and keep its best
+    validation epoch. The entry's epochs are a maximum; its budget_seconds (its share of
+    train.budget_seconds) and train.patience may stop it sooner. train and val are at its input size."""
+    task, model_name, size = get_task(params.task), entry["model"], train.images.shape[1]
+    sizes = params.settings.image_size
+    configured = sizes if isinstance(sizes, list) else [sizes]
+    if params.settings.model == "auto" and entry["image_size"] not in (None, *configured):
+        log(  # auto moved it to its recipe's minimum size
+            f"{tag}: auto trains {model_name} at {size}px, the least its recipe allows; "
+            f"list {model_name} in `model` to train it at image_size"
+        )
+    seed_everything(params.seed, params.train.num_threads)
+    model = task.build_model(model_name, len(labels), params.train.pretrained)
+    epochs, lr, budget = entry["epochs"], entry["lr"], entry["budget_seconds"]
     start = "ImageNet weights" if params.train.pretrained else "scratch"
-    budget = params.train.budget_seconds
-    if len(names) > 1:
-        log(
-            f"train: {len(names)} candidates ({', '.join(names)})"
-            + (f" sharing {budget:.0f}s" if budget else "")
-            + f"; the best val {task.metric} is kept"
-        )
-    kept: tuple[nn.Module, list[dict]] | None = None  # only the best so far stays in memory
-    candidates: list[Candidate] = []
-    stage_start = time.perf_counter()
-    for i, name in enumerate(names):
-        model_name, size = split_candidate(name)
-        size = size or image_size
-        if size == image_size:
-            train_c, val_c = train, val
-        elif splits_at is None:
-            raise EdgeopsError(f"{name}: no data at {size}px was prepared for this candidate")
-        else:
-            train_c, val_c = splits_at(size)
-        seed_everything(params.seed, params.train.num_threads)
-        model = task.build_model(model_name, len(labels), params.train.pretrained)
-        epochs, lr = params.epochs_and_lr(model_name)
-        share = candidate_budget(budget, time.perf_counter() - stage_start, len(names) - i)
-        log(
-            f"train: {params.task} {model_name} from {start} at {size}px, "
-            f"{len(labels)} classes, {len(train_c)} train images, {epochs} epochs at most, lr {lr:g}"
-            + (f" within {share:.0f}s" if share else "")
-        )
-        began = time.perf_counter()
-        model, history = fit(
-            model,
-            task,
-            labels,
-            train_c,
-            val_c,
-            epochs=epochs,
-            lr=lr,
-            batch_size=settings.batch_size,
-            seed=params.seed,
-            weight_decay=params.train.weight_decay,
-            augment=params.train.augment,
-            log=log,
-            tag="train" if len(names) == 1 else f"train {name}",
-            on_epoch=_for_candidate(on_epoch, name),
-            budget_seconds=share,
-            patience=params.train.patience,
-        )
-        candidates.append(
-            Candidate(
-                name=name,
-                model=model_name,
-                image_size=size,
-                best_val=max(row["val_score"] for row in history),
-                parameters=sum(p.numel() for p in model.parameters()),
-                epochs=len(history),
-                seconds=time.perf_counter() - began,
-                stopped=history[-1]["stopped"],
-                max_epochs=epochs,
-                lr=lr,
-            )
-        )
-        if pick_candidate(candidates) == i:
-            kept = (model, history)
-        del model
-    best = pick_candidate(candidates)
-    assert kept is not None
-    if len(names) > 1:
-        width = max(len(c.name) for c in candidates)
-        for c in candidates:
-            log(
-                f"train: {c.name:<{width}} val {task.metric} {c.best_val:.4f}  {c.parameters / 1e6:.2f}M params  "
-                f"{c.epochs} epochs in {c.seconds:.0f}s ({c.stopped})"
-                + ("  <- kept" if c is candidates[best] else "")
-            )
-    return Trained(model=kept[0], history=kept[1], kept=candidates[best], candidates=candidates)
+    log(
+        f"{tag}: {params.task} {model_name} from {start} at {size}px, "
+        f"{len(labels)} classes, {len(train)} train images, {epochs} epochs at most, lr {lr:g}"
+        + (f" within {budget:.0f}s" if budget else "")
+    )
+    began = time.perf_counter()
+    model, history = fit(
+        model,
+        task,
+        labels,
+        train,
+        val,
+        epochs=epochs,
+        lr=lr,
+        batch_size=entry["batch_size"],
+        seed=params.seed,
+        weight_decay=params.train.weight_decay,
+        augment=params.train.augment,
+        log=log,
+        tag=tag,
+        on_epoch=on_epoch,
+        budget_seconds=budget,
+        patience=params.train.patience,
+    )
+    candidate = Candidate(
+        name=entry["name"],
+        model=model_name,
+        image_size=size,
+        best_val=max(row["val_score"] for row in history),
+        parameters=sum(p.numel() for p in model.parameters()),
+        epochs=len(history),
+        seconds=time.perf_counter() - began,
+        stopped=history[-1]["stopped"],
+        max_epochs=epochs,
+        lr=lr,
+    )
+    return model, history, candidate

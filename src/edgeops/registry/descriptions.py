@@ -35,16 +35,18 @@ def version_description(
     default = result["benchmark"].get("default", {})
     f32 = result["benchmark"].get("f32", {})
     gates = {k: v for k, v in selection.get("gates", {}).items() if v is not None}
-    verdict = selection.get("variants", {}).get(result["variant"], {})
+    name = f"{result['candidate']}/{result['variant']}" if "candidate" in result else result["variant"]
+    verdict = selection.get("variants", {}).get(name, {})
     gate_line = (
         ", ".join(f"{k} {v}" for k, v in gates.items()) + (" — all passed" if verdict.get("passed") else "")
         if gates
         else "none configured"
     )
     lines = [
-        f"**{result['task']}**, variant `{result['variant']}` ({result['precision']}), selected by edgeops.",
+        f"**{result['task']}**, `{name}` ({result['precision']}), selected by edgeops among "
+        f"{len(selection.get('variants', {}))} models (candidates × compression variants).",
         "",
-        f"- test {metric}: {result['score']:.4f} (FP32 {fp32_score:.4f}, drop {fp32_score - result['score']:+.4f})",
+        f"- test {metric}: {result['score']:.4f} (reference FP32 `{selection.get('reference', 'fp32')}` {fp32_score:.4f}, drop {fp32_score - result['score']:+.4f})",
         f"- latency p50: {default.get('latency_ms_p50', float('nan')):.3f} ms (runtime default precision), "
         f"{f32.get('latency_ms_p50', float('nan')):.3f} ms (f32 hint); size {result['size_mb']:.2f} MB",
         f"- gates: {gate_line}",

@@ -3,7 +3,7 @@
 Every stage is its own process (DVC runs them, under `dvc repro` or the Prefect flow), so the run id
 travels in a small state file next to the project, never in a DVC output (those stay deterministic):
 
-    .edgeops/mlflow_run.json   {"owner", "run_id", "experiment_id", "tracking_uri", "variants": {name: run id}}
+    .edgeops/mlflow_run.json   {"owner", "run_id", "experiment_id", "tracking_uri", "variants": {candidate/variant: run id}}
 
 The first stage that does work starts the run; later stages of the same pipeline run add to it; the
 `register` stage (or the flow, if register had nothing to do) ends it. "The same pipeline run" is the
@@ -181,7 +181,9 @@ def _start(client: Any, params: Params, experiment_id: str, owner: str, root: Pa
 
     commit = git_commit() or "unknown"
     driver = "edgeops run" if os.environ.get(PIPELINE_ID_ENV) else "dvc repro"
-    model = ",".join(params.candidates())  # the train stage sets the kept one when there are several
+    from edgeops.pipeline.plan import resolve
+
+    model = ",".join(entry["name"] for entry in resolve(params).values())  # register tags the selected one
     tags = {
         "mlflow.source.name": driver,
         "mlflow.source.type": "LOCAL",
@@ -253,34 +255,40 @@ def end_pipeline_run(status: str, root: Path = Path("."), state: dict[str, Any] 
 # --------------------------------------------------------------------------- variant runs
 
 
-def variant_run(live: LiveRun, variant: str, settings: dict[str, Any], root: Path = Path(".")) -> LiveRun:
-    """The nested run of one variant in this pipeline run: the one compress started, or a new one
-    (with the variant's settings as params)."""
+def variant_run(
+    live: LiveRun, candidate: str, variant: str, settings: dict[str, Any], root: Path = Path(".")
+) -> LiveRun:
+    """The nested run of one variant of one model candidate in this pipeline run (named `small_cnn/qat`):
+    the one compress started, or a new one (with the variant's settings as params)."""
+    from edgeops.paths import variant_id
+
+    name = variant_id(candidate, variant)
     state = read_state(root) or {}
-    known = state.get("variants", {}).get(variant)
+    known = state.get("variants", {}).get(name)
     if known and state.get("run_id") == live.run_id:
         run = _get_run(live.client, known)
         if run is not None and run.info.status == "RUNNING":
             return LiveRun(live.client, known, live.experiment_id)
-    tags = {"mlflow.parentRunId": live.run_id, "variant": variant, "edgeops.kind": "variant"}
+    tags = {"mlflow.parentRunId": live.run_id, "edgeops.kind": "variant"}
     parent_tags = mlflow_call("reading the pipeline run", lambda: live.client.get_run(live.run_id).data.tags)
     tags |= {
         k: parent_tags[k]
-        for k in ("task", "model", "data_path", "git_commit", "dataset_fingerprint")
+        for k in ("task", "data_path", "git_commit", "dataset_fingerprint")
         if k in parent_tags
     }
     tags |= {k: parent_tags[k] for k in ("mlflow.source.git.commit", "mlflow.user") if k in parent_tags}
+    tags |= {"variant": variant, "candidate": candidate}
     run = mlflow_call(
-        f"starting the {variant} run",
-        lambda: live.client.create_run(live.experiment_id, run_name=variant, tags=tags),
+        f"starting the {name} run",
+        lambda: live.client.create_run(live.experiment_id, run_name=name, tags=tags),
     )
     if state.get("run_id") == live.run_id:
-        state.setdefault("variants", {})[variant] = run.info.run_id
+        state.setdefault("variants", {})[name] = run.info.run_id
         _write_state(state, root)
     child = LiveRun(live.client, run.info.run_id, live.experiment_id)
     from edgeops.registry.tracking import flatten
 
-    child.log_params({"variant": variant, **flatten("settings", settings)})
+    child.log_params({"candidate": candidate, "variant": variant, **flatten("settings", settings)})
     return child
 
 

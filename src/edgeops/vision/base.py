@@ -207,9 +207,9 @@ class VisionTask:
         """Pictures of one variant's test results (confusion matrix, overlays) written into out_dir."""
         return []
 
-    def report_sections(self, results: dict[str, dict[str, Any]], chosen: str) -> list[str]:
-        """Markdown lines for the compression report: the chosen variant vs fp32, per class."""
-        return per_class_change_table(self.per_class_metric, results, chosen)
+    def report_sections(self, results: dict[str, dict[str, Any]], chosen: str, reference: str) -> list[str]:
+        """Markdown lines for the compression report: the chosen variant vs the reference FP32, per class."""
+        return per_class_change_table(self.per_class_metric, results, chosen, reference)
 
 
 def single_output(raw: Raw) -> np.ndarray:
@@ -229,10 +229,12 @@ def per_class_change(selected: dict, reference: dict) -> list[tuple[str, float, 
     return sorted(rows, key=lambda r: r[3])
 
 
-def per_class_change_table(metric_name: str, results: dict[str, dict], chosen: str) -> list[str]:
-    changes = per_class_change(results[chosen], results["fp32"])
+def per_class_change_table(
+    metric_name: str, results: dict[str, dict], chosen: str, reference: str
+) -> list[str]:
+    changes = per_class_change(results[chosen], results[reference])
     worse = [r for r in changes if r[3] < 0]
-    lines = ["", f"## Per-class {metric_name} of `{chosen}` vs fp32", ""]
+    lines = ["", f"## Per-class {metric_name} of `{chosen}` vs `{reference}`", ""]
     lines += ["| class | fp32 | selected | change |", "|---|---|---|---|"]
     lines += [f"| {label} | {a:.4f} | {b:.4f} | {d:+.4f} |" for label, a, b, d in changes]
     lines += ["", f"Classes that got worse: {', '.join(r[0] for r in worse) if worse else 'none'}."]
