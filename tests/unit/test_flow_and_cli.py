@@ -68,6 +68,25 @@ def test_bad_params_key_stops_run_before_anything_starts(tmp_path):
     )
 
 
+def test_plan_writes_the_candidates_and_says_when_they_are_up_to_date(tmp_path):
+    (tmp_path / "params.yaml").write_text("by_task: {classification: {model: [small_cnn, mobilenet_v3_small@64], "
+                                          "image_size: 32, epochs: 2, batch_size: 8, lr: 0.01}}\n")  # fmt: skip
+    first, again = run_cli("plan", cwd=tmp_path), run_cli("plan", cwd=tmp_path)
+    assert first.stdout.strip() == "plan: candidates.yaml updated: small_cnn, mobilenet_v3_small@64", (
+        first.stderr
+    )
+    assert again.stdout.strip() == "plan: candidates.yaml up to date: small_cnn, mobilenet_v3_small@64"
+    assert list(plan.read(tmp_path)) == ["small_cnn", "mobilenet_v3_small_64"]
+    (tmp_path / "params.yaml").write_text("by_task: {classification: {model: [vgg]}}\n")
+    bad = run_cli("plan", cwd=tmp_path)
+    assert (
+        bad.returncode == 2
+        and bad.stderr.startswith("error: params.yaml: ")
+        and "Traceback" not in bad.stderr
+    )
+    assert list(plan.read(tmp_path)) == ["small_cnn", "mobilenet_v3_small_64"]  # left as it was
+
+
 def _project(root: Path) -> Path:
     """A folder `edgeops run` accepts as a project (dvc.yaml, flows/pipeline.py), with params.yaml `seed: 0`."""
     (root / "flows").mkdir(parents=True, exist_ok=True)
