@@ -53,8 +53,9 @@ class TaskSettings(Strict):
     """What differs per task: the model, its input size and the training length (params.yaml `by_task`)."""
 
     model: str | list[str] = Field(
-        description="a zoo model; a list of them or auto (the whole zoo): the train stage trains each and "
-        "keeps the best by the validation metric. `model@size` trains that model at another input size"
+        description="a zoo model; a list of them or auto (the whole zoo): each is a model candidate with its own "
+        "stages, and select picks across every candidate and variant. `model@size` trains that model at another "
+        "input size"
     )
     image_size: (
         Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)]
@@ -83,7 +84,8 @@ class TrainConfig(Strict):
     budget_seconds: float | None = Field(
         None,
         gt=0,
-        description="wall-time budget of the train stage's training; by_task epochs is then a maximum",
+        description="wall-time budget of training, split evenly between the model candidates' train stages; "
+        "by_task epochs is then a maximum",
     )
     patience: int | None = Field(
         None, ge=1, description="stop after this many epochs without a better validation score"
@@ -166,7 +168,9 @@ class GatesConfig(Strict):
     primary metric: top-1 accuracy (classification), mIoU (segmentation),
     COCO mAP@[.5:.95] (detection)."""
 
-    max_score_drop: float = Field(0.01, ge=0, le=1, description="absolute, vs FP32 of the same run")
+    max_score_drop: float = Field(
+        0.01, ge=0, le=1, description="absolute, vs the most accurate FP32 model of the run"
+    )
     latency_budget_ms: float | None = Field(None, gt=0)
     max_size_mb: float | None = Field(None, gt=0)
     min_score: float | None = Field(None, ge=0, le=1)
@@ -299,7 +303,7 @@ class Params(Strict):
         return list(dict.fromkeys(sizes)) if isinstance(sizes, list) else [image_size]
 
     def candidates(self, image_size: int | None = None) -> list[str]:
-        """What the train stage trains: the configured model, each of a list, or (auto) the zoo (with
+        """The model candidates (one train stage each): the configured model, each of a list, or (auto) the zoo (with
         train.pretrained: the zoo models that have ImageNet weights). An entry is a zoo model, or
         `model@size` for a model trained at another input size than image_size.
 
