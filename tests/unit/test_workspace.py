@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgeops.config import load_params
 from edgeops.errors import EdgeopsError
 from edgeops.orchestration import workspace as ws
 from edgeops.orchestration.deploy import default_repo, parse_point, source_of
+from edgeops.pipeline import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
@@ -79,6 +81,7 @@ def test_apply_choices_writes_params_yaml_and_rejects_bad_keys(repo: Path) -> No
     assert list(params["compress"]["variants"]) == ["fp32", "ptq"]
     assert params["compress"]["variants"]["ptq"]["subset_size"] == 64
     assert "task=segmentation" in lines
+    assert list(plan.read(repo)) == ["lraspp_mobilenet_v3"]  # the candidates follow params.yaml
     with pytest.raises(EdgeopsError, match="compress.variants.ptq.subset_sise"):
         ws.apply_choices(repo, overrides={"compress.variants.ptq.subset_sise": 64})
     with pytest.raises(EdgeopsError, match="not in params.yaml"):
@@ -111,5 +114,10 @@ def test_deploy_source_is_origin_at_head_and_warns_about_uncommitted_changes(rep
     warnings: list[str] = []
     source = source_of(repo, None, None, warnings.append)
     assert source.commit == _head(repo) and "uncommitted" in warnings[0]
+    assert "candidates.yaml is not what params.yaml says" in warnings[1]  # none committed here
+    plan.write(load_params(repo / "params.yaml"), repo)
+    warnings.clear()
+    source_of(repo, None, None, warnings.append)
+    assert len(warnings) == 1 and "uncommitted" in warnings[0]
     subprocess.run(["git", "remote", "add", "origin", "https://example.com/team/edgeops.git"], cwd=repo)
     assert source_of(repo, None, "abc1234", warnings.append).repo == "https://example.com/team/edgeops.git"

@@ -39,9 +39,20 @@ def default_repo(project: Path) -> str:
 
 
 def source_of(project: Path, repo: str | None, commit: str | None, log: Log) -> Source:
+    from edgeops.config import load_params
+    from edgeops.paths import CANDIDATES
+    from edgeops.pipeline import plan
+
     head, dirty = current_commit(project)
     if dirty and commit is None:
         log("warning: uncommitted changes are not deployed: workers run the last commit " + head[:12])
+    if (project / "params.yaml").is_file() and plan.read(project) != plan.resolve(
+        load_params(project / "params.yaml")
+    ):
+        log(
+            f"warning: {CANDIDATES} is not what params.yaml says: workers rewrite it, so their runs' git commit "
+            f"ends in -dirty; run `edgeops plan` and commit {CANDIDATES}"
+        )
     return Source(repo or default_repo(project), commit or head)
 
 

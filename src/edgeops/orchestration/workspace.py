@@ -165,6 +165,7 @@ def apply_choices(
     from yaml import safe_load
 
     from edgeops.config import load_params, parse_params
+    from edgeops.pipeline import plan
 
     params_file = workspace / "params.yaml"
     current = load_params(params_file)
@@ -200,6 +201,7 @@ def apply_choices(
     text = io.StringIO()
     yaml.dump(doc, text)
     # a bad override fails here, in params.yaml's words, and leaves the file as it was
-    parse_params(safe_load(text.getvalue()), str(params_file))
+    chosen = parse_params(safe_load(text.getvalue()), str(params_file))
     params_file.write_text(text.getvalue())
+    plan.write(chosen, workspace)  # the model candidates follow params.yaml
     return [f"{key}={value}" for key, value in updates.items()]
