@@ -160,7 +160,11 @@ def clone(team: Team, tmp_path_factory: pytest.TempPathFactory) -> Path:
         done = team.run(*dvc, *args, cwd=repo)
         assert done.returncode == 0, done.stderr
     git = ["git", "-c", "user.name=tester", "-c", "user.email=tester@example.com"]
-    subprocess.run([*git, "add", "params.yaml", "candidates.yaml", "data/tiny.dvc", "data/.gitignore"], cwd=repo, check=True)
+    subprocess.run(
+        [*git, "add", "params.yaml", "candidates.yaml", "data/tiny.dvc", "data/.gitignore"],
+        cwd=repo,
+        check=True,
+    )
     subprocess.run([*git, "commit", "-qm", "tiny dataset"], cwd=repo, check=True)
     return repo
 
