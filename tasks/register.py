@@ -18,6 +18,7 @@ from edgeops.console import git_commit, log, run_main
 from edgeops.errors import EdgeopsError
 from edgeops.files import read_model_json, sha256_bytes, sha256_file
 from edgeops.paths import (
+    CANDIDATES,
     PARETO_PLOT,
     PREPARED,
     REGISTRATION,
@@ -172,7 +173,7 @@ def main() -> None:
         | {f"selected.{safe}_drop": fp32_score - chosen_result["score"]}
         | {"selected.latency_ms_p50": chosen_result["benchmark"]["default"]["latency_ms_p50"]}
     )
-    for path in (REPORT, PARETO_PLOT, SELECTION, SUMMARY, Path("params.yaml"), Path("dvc.lock")):
+    for path in (REPORT, PARETO_PLOT, SELECTION, SUMMARY, Path("params.yaml"), CANDIDATES, Path("dvc.lock")):
         pipeline_run.log_artifact(path, "pipeline")
     staged = registry.with_lineage(
         variant_dir(candidate, variant),
