@@ -28,26 +28,27 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def measure(params, size: int, train, val, test, labels: list[str]) -> dict:  # noqa: ANN001
     """Train one model as the train stage does, then fp32 / ptq / qat as compress builds them."""
-    from edgeops.pipeline import compress
-    from edgeops.pipeline.train import train_model
+    from edgeops.pipeline import compress, plan
+    from edgeops.pipeline.train import train_candidate
     from edgeops.runtime import core, predict_all
     from edgeops.vision import get_task
 
     task, quiet = get_task(params.task), lambda _: None
     start = time.perf_counter()
-    trained = train_model(params, train, val, labels, log=quiet)
+    (entry,) = plan.resolve(params).values()  # one model per measurement
+    model, history, trained = train_candidate(params, entry, train, val, labels, log=quiet)
     row = {
         "task": params.task,
         "metric": task.metric,
-        "model": trained.kept.model,
+        "model": trained.model,
         "size": size,
         "seed": params.seed,
-        "epochs": trained.kept.max_epochs,
-        "lr": trained.kept.lr,
+        "epochs": trained.max_epochs,
+        "lr": trained.lr,
         "train_seconds": round(time.perf_counter() - start, 1),
-        "epochs_trained": trained.kept.epochs,
-        "best_val": round(trained.kept.best_val, 4),
-        "stopped": trained.kept.stopped,
+        "epochs_trained": trained.epochs,
+        "best_val": round(trained.best_val, 4),
+        "stopped": trained.stopped,
     }
 
     def test_score(ov_model, hint: str | None = None) -> float:  # noqa: ANN001
@@ -57,13 +58,13 @@ def measure(params, size: int, train, val, test, labels: list[str]) -> dict:  # 
         )
         return round(float(task.score(predicted, test, labels)[task.metric]), 4)
 
-    variants, seed, model = params.compress.variants, params.seed, trained.model
+    variants, seed = params.compress.variants, params.seed
     builders = {
         "fp32": lambda: compress.fp32(model, size, task),
         "ptq": lambda: compress.ptq(model, size, train, variants.ptq, seed, quiet, task),
         "qat": lambda: compress.qat(
             model, size, train, val, variants.qat, seed, quiet, task, labels,
-            params.settings.batch_size, None, trained.history, task.recipes[trained.kept.model],
+            params.settings.batch_size, None, history, task.recipes[trained.model],
         ),
     }  # fmt: skip
     for name, build in builders.items():

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from edgeops.config import Params, PtqAcConfig, PtqConfig, QatConfig, SplitConfig, parse_params
-from edgeops.pipeline import compress
+from edgeops.pipeline import compress, plan
 from edgeops.pipeline.prepare import load_split, prepare_dataset
-from edgeops.pipeline.train import train_model
+from edgeops.pipeline.train import train_candidate
 from edgeops.runtime import core, predict_all
 from edgeops.vision import Split, get_task
 from edgeops.vision.classification.demo import make_demo_dataset
@@ -135,8 +135,10 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> Splits:
 @pytest.fixture(scope="module")
 def trained(splits: Splits) -> SmallCNN:
     start = time.perf_counter()
-    result = train_model(splits.params, splits.train, splits.val, splits.labels, log=_log)
-    model, history = result.model, result.history
+    (entry,) = plan.resolve(splits.params).values()  # the one model of its params
+    model, history, _ = train_candidate(
+        splits.params, entry, splits.train, splits.val, splits.labels, log=_log
+    )
     FIGURES["train seconds"] = time.perf_counter() - start
     best_val = max(row["val_score"] for row in history)  # the classification metric: accuracy
     # A recovery claim means little against a weak baseline.
