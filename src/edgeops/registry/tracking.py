@@ -44,7 +44,8 @@ def mlflow_call(what: str, fn: Callable[[], T]) -> T:
 EXPERIMENT_TAGS = {
     "mlflow.experimentKind": "custom_model_development",
     "mlflow.note.content": "edgeops pipeline runs: one parent run per pipeline run (params, dataset, "
-    "training curves, report), one nested run per compression variant (metrics, IR, MLflow model).",
+    "training curves, report), one nested run per model candidate and compression variant, named "
+    "`<candidate>/<variant>` (metrics, IR, MLflow model).",
 }
 
 
