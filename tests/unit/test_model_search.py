@@ -277,7 +277,9 @@ def test_dvc_expands_a_stage_per_candidate_and_per_candidate_and_variant(tmp_pat
 
     order = stage_order(tmp_path)  # the flow's order: dependencies first, then as listed (candidates in turn)
     assert order[:4] == ["demo", "prepare", "train@small_cnn", "train@mobilenet_v3_small_64"], order
-    assert order.index("compress@small_cnn-qat") < order.index("evaluate@small_cnn-qat") < order.index("select")
+    assert (
+        order.index("compress@small_cnn-qat") < order.index("evaluate@small_cnn-qat") < order.index("select")
+    )
 
 
 def test_each_candidate_keeps_to_its_share_of_the_budget_within_an_epoch(monkeypatch) -> None:
