@@ -165,3 +165,19 @@ def test_validate_data_applies_the_params_class_size_rule(tmp_path):
     (tmp_path / "params.yaml").write_text("data:\n  min_images_per_class: 5\n")
     result = run_cli("validate-data", str(tmp_path / "data"), "--params", str(tmp_path / "params.yaml"))
     assert result.returncode == 2 and "a (3)" in result.stderr and "min_images_per_class" in result.stderr
+
+
+def test_every_cached_stage_output_is_ignored_by_the_root_gitignore():
+    """Else DVC adds it to a tracked .gitignore (e.g. data/.gitignore) and every later stage records a
+    `-dirty` git commit as its lineage."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        cached = [str(out) for stage in repo.index.stages for out in stage.outs if out.use_cache]
+    assert cached, "no cached outputs found in dvc.yaml"
+    not_ignored = [
+        path
+        for path in cached
+        if subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT).returncode != 0
+    ]
+    assert not not_ignored, f"add these to .gitignore: {not_ignored}"
