@@ -45,9 +45,8 @@ def build(
     if variant == "ptq_ac":
         return compress.ptq_ac(model, size, train, val, settings, seed, log, task, labels)
     if variant == "qat":
-        history = read_history(
-            train_history(candidate)
-        )  # a dvc.yaml dep of compress: the convergence note reads it
+        # a dvc.yaml dep of compress: the convergence note reads it
+        history = read_history(train_history(candidate))
         return compress.qat(
             model,
             size,
