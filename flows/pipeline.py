@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -20,6 +24,7 @@ from prefect.runtime import flow_run as prefect_run
 from edgeops.config import load_params
 from edgeops.console import process_seconds
 from edgeops.errors import EdgeopsError
+from edgeops.orchestration import fanout, workspace
 from edgeops.orchestration.dvc_worker import DvcWorker, discard_prestarted, prestart
 from edgeops.orchestration.dvcgraph import stage_order
 from edgeops.orchestration.prefect_local import TemporaryServer
@@ -86,15 +91,35 @@ def run_stage(stage: str, project_dir: str) -> float:
 
 # the flow run's name, which the pipeline's MLflow run takes too: one name in both UIs
 @flow(name="edgeops-pipeline", log_prints=True, flow_run_name=live.pipeline_run_name)
-def pipeline(project_dir: str = ".") -> dict:
+def pipeline(project_dir: str = ".", pull: bool = False, helpers: dict[str, Any] | None = None) -> dict:
     """Every stage of dvc.yaml in dependency order; returns the timing summary. Works in project_dir
-    without changing this process's current folder."""
+    without changing this process's current folder.
+
+    pull: restore stages from the DVC remote's run cache (`dvc repro --pull`; team mode). helpers: the
+    team flow's parameters, to run the other model candidates on other workers (edgeops.orchestration.fanout)."""
     project = Path(project_dir).resolve()
     wall_start = time.perf_counter()
     (project / TIMINGS).parent.mkdir(parents=True, exist_ok=True)
     (project / STAGE_LOG).unlink(missing_ok=True)
     expand_candidates(project)
     stages = stage_order(project)
+    keys = list(plan.read(project)) if helpers is not None else []
+    with stage_session(project, pull) as env:
+        if len(keys) > 1:
+            task_seconds = run_with_helpers(project, stages, keys, env, helpers or {})
+        else:
+            task_seconds = {stage: run_stage(stage, str(project)) for stage in stages}
+    summary = timing_summary(time.perf_counter() - wall_start, task_seconds, project / STAGE_LOG)
+    (project / TIMINGS).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@contextmanager
+def stage_session(
+    project: Path, pull: bool, joined_run: dict[str, str] | None = None
+) -> Iterator[dict[str, str]]:
+    """The DVC worker and environment of one flow run's stages (yields the environment); at the end, the
+    flow run's MLflow run is ended (a helper that joined another run ends only its variant runs)."""
     env = {
         **stage_env(project),
         "EDGEOPS_TIMINGS": str(project / STAGE_LOG),
@@ -105,11 +130,13 @@ def pipeline(project_dir: str = ".") -> dict:
         live.PIPELINE_NAME_ENV: str(prefect_run.name or ""),
         live.PREFECT_RUN_ENV: str(prefect_run.id or ""),
     }
+    if joined_run is not None:
+        live.join_pipeline_run(joined_run, env[live.PIPELINE_ID_ENV], project)
     status = "FAILED"
     try:
-        with DvcWorker.for_project(project, env) as worker:
+        with DvcWorker.for_project(project, env, pull) as worker:
             _WORKERS[str(project)] = worker
-            task_seconds = {stage: run_stage(stage, str(project)) for stage in stages}
+            yield env
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -117,9 +144,64 @@ def pipeline(project_dir: str = ".") -> dict:
     finally:
         _WORKERS.pop(str(project), None)
         end_mlflow_run(project, env[live.PIPELINE_ID_ENV], status)
-    summary = timing_summary(time.perf_counter() - wall_start, task_seconds, project / STAGE_LOG)
-    (project / TIMINGS).write_text(json.dumps(summary, indent=2))
-    return summary
+
+
+def run_with_helpers(
+    project: Path, stages: list[str], keys: list[str], env: dict[str, str], helpers: dict[str, Any]
+) -> dict[str, float]:
+    """The stages, with every candidate but the first run by a helper flow run where a worker is free."""
+    parts = fanout.arrange(stages, keys)
+    seconds = {stage: run_stage(stage, str(project)) for stage in parts.shared}
+    logger = get_run_logger()
+    pipeline_run = share_pipeline_run(project, env)
+    push_run_cache(str(project))
+    runs = fanout.submit(
+        {**helpers, "pipeline_run": pipeline_run}, list(parts.helped), str(prefect_run.id), logger.info
+    )
+    try:
+        seconds |= {stage: run_stage(stage, str(project)) for stage in parts.own}
+        timeout = load_params(project / "params.yaml").team.helper_timeout_seconds
+        fanout.collect(runs, timeout, logger.info)
+    except BaseException:
+        fanout.cancel(runs)
+        raise
+    # what the helpers ran comes back from the run cache; what they did not is run here
+    rest = [stage for key in parts.helped for stage in parts.helped[key]] + parts.final
+    return seconds | {stage: run_stage(stage, str(project)) for stage in rest}
+
+
+def share_pipeline_run(project: Path, env: dict[str, str]) -> dict[str, str]:
+    """This flow run's MLflow run (started now if no stage has yet), for the helpers to log into."""
+    done = subprocess.run(
+        [sys.executable, "-m", "edgeops.registry.live"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+        raise EdgeopsError(f"starting the pipeline's MLflow run for its helpers: {lines[-1]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@task(retries=2, retry_delay_seconds=[10, 30], timeout_seconds=1800, cache_policy=NO_CACHE)
+def push_run_cache(project_dir: str) -> None:
+    """The stages run so far, to the DVC remote's run cache: helpers restore them instead of running them."""
+    workspace.push_run_cache(Path(project_dir), get_run_logger().info)
+
+
+def run_candidate(project_dir: str, key: str, pipeline_run: dict[str, str]) -> dict[str, float]:
+    """A helper's stages: the shared ones (restored from the run cache) and candidate `key`'s, logged into
+    the parent's MLflow run; then pushed with the run cache."""
+    project = Path(project_dir).resolve()
+    expand_candidates(project)
+    stages = fanout.helper_stages(stage_order(project), list(plan.read(project)), key)
+    with stage_session(project, pull=True, joined_run=pipeline_run):
+        seconds = {stage: run_stage(stage, str(project)) for stage in stages}
+    push_run_cache(str(project))
+    return seconds
 
 
 def expand_candidates(project: Path) -> None:

@@ -1,14 +1,16 @@
-"""Team mode: the flows that Prefect workers run for the `pipeline`, `retrain` and `promote` deployments
-(`edgeops deploy` registers them).
+"""Team mode: the flows that Prefect workers run for the `pipeline`, `retrain`, `promote` and `candidate`
+deployments (`edgeops deploy` registers them).
 
 Each flow run works in its own workspace on the worker (edgeops.orchestration.workspace): the
 repository at the deployment's commit, data pulled from the DVC remote, results pushed back. The
 pipeline itself is the same flow `edgeops run` uses (flows/pipeline.py), as a subflow: one task per
-DVC stage. Steps that talk to the network (git, DVC remote, MLflow registry) retry with backoff and
-have timeouts; one training per worker comes from the worker's `--limit 1` (`make up`)."""
+DVC stage. With several model candidates, the others run at once on free workers, as `candidate` flow
+runs (edgeops.orchestration.fanout). Steps that talk to the network (git, DVC remote, MLflow registry)
+retry with backoff and have timeouts; one training per worker comes from the worker's `--limit 1`."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,8 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
 from edgeops.orchestration import workspace as ws  # noqa: E402
-from flows.pipeline import pipeline  # noqa: E402
+from edgeops.orchestration.fanout import CANDIDATE_FLOW  # noqa: E402
+from flows.pipeline import pipeline, run_candidate  # noqa: E402
 
 NETWORK = {"retries": 3, "retry_delay_seconds": [10, 30, 60], "cache_policy": NO_CACHE}
 
@@ -89,12 +92,51 @@ def team_pipeline(
     workspace = checkout(repo, commit)
     dataset = configure(workspace, data, task, model, variants, overrides)
     pull_data(workspace, dataset)
-    summary = pipeline(project_dir=workspace)
+    choices = {"repo": repo, "commit": commit, "data": data, "task": task, "model": model}
+    helpers = {**choices, "variants": variants, "overrides": overrides} if fan_out(workspace) else None
+    summary = pipeline(project_dir=workspace, pull=bool(os.environ.get(ws.DVC_REMOTE_ENV)), helpers=helpers)
     summary["pushed"] = push_results(workspace, dataset)
     summary["commit"] = commit
     if summary["pushed"]:  # else the workspace holds the only copy of the DVC outputs
         ws.remove(Path(workspace))
     return summary
+
+
+def fan_out(workspace: str) -> bool:
+    """Whether the other model candidates go to helper flow runs: more than one candidate, helpers on, and
+    a DVC remote to bring their results back through."""
+    from edgeops.config import load_params
+    from edgeops.pipeline import plan
+
+    params = load_params(Path(workspace) / "params.yaml")
+    several = len(plan.resolve(params)) > 1
+    if several and params.team.parallel_candidates and not os.environ.get(ws.DVC_REMOTE_ENV):
+        _log(f"the model candidates run one after the other: helpers need a DVC remote ({ws.DVC_REMOTE_ENV})")
+        return False
+    return several and params.team.parallel_candidates
+
+
+@flow(name=CANDIDATE_FLOW, log_prints=True)
+def team_candidate(
+    repo: str,
+    commit: str,
+    candidate: str,
+    pipeline_run: dict[str, str],
+    data: str | None = None,
+    task: str | None = None,
+    model: str | None = None,
+    variants: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict:
+    """A helper of a `pipeline` flow run: one model candidate's stages on this worker, in its own workspace
+    with the same commit and choices, logged into the pipeline's MLflow run (`pipeline_run`) and pushed to
+    the DVC remote's run cache, which the pipeline's flow run restores them from."""
+    workspace = checkout(repo, commit)
+    dataset = configure(workspace, data, task, model, variants, overrides)
+    pull_data(workspace, dataset)
+    seconds = run_candidate(workspace, candidate, pipeline_run)
+    ws.remove(Path(workspace))
+    return {"candidate": candidate, "stage_task_seconds": seconds}
 
 
 @task(retries=2, retry_delay_seconds=[10, 30], timeout_seconds=900, cache_policy=NO_CACHE)

@@ -93,6 +93,23 @@ def chosen_variant_run(
     return run.run_id, pipeline_run.run_id, uri
 
 
+def nested_variant_runs(pipeline_run: live.LiveRun) -> dict[str, str]:
+    """run id -> `candidate/variant` of the variant runs nested under the pipeline run."""
+    runs = registry.mlflow_call(
+        "reading the pipeline's variant runs",
+        lambda: pipeline_run.client.search_runs(
+            [pipeline_run.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{pipeline_run.run_id}'",
+            max_results=1000,
+        ),
+    )
+    return {
+        run.info.run_id: variant_id(run.data.tags["candidate"], run.data.tags["variant"])
+        for run in runs
+        if "candidate" in run.data.tags and "variant" in run.data.tags
+    }
+
+
 def main() -> None:
     params = load_params()
     manifest = read_manifest(PREPARED)
@@ -114,8 +131,8 @@ def main() -> None:
     pipeline_run = live.open_pipeline_run(params)
     live.log_dataset(pipeline_run, manifest, params.data.path)
     safe = registry.metric_safe(metric)
-    # the drop vs this run's reference FP32, on the variant runs this pipeline run logged
-    for name, run_id in (live.read_state() or {}).get("variants", {}).items():
+    # the drop vs this run's reference FP32, on the variant runs of this pipeline run (team helpers' too)
+    for run_id, name in nested_variant_runs(pipeline_run).items():
         if results.get(name, {}).get("status") == "ok":
             drop = {f"{safe}_drop": fp32_score - results[name]["score"]}
             live.LiveRun(pipeline_run.client, run_id, pipeline_run.experiment_id).log_metrics(drop)

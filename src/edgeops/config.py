@@ -215,6 +215,12 @@ class TeamConfig(Strict):
         "0 3 * * 1", description="the `retrain` deployment's schedule; null = none"
     )
     timezone: str = "UTC"
+    parallel_candidates: bool = Field(
+        True, description="train the model candidates of one run on several workers at once"
+    )
+    helper_timeout_seconds: float = Field(
+        7200, gt=0, description="how long a run waits for a helper worker before doing its candidate itself"
+    )
 
     @field_validator("retrain_cron")
     @classmethod

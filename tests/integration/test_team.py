@@ -173,7 +173,7 @@ def clone(team: Team, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def deployed(team: Team, clone: Path) -> str:
     done = team.run(str(Path(sys.executable).parent / "edgeops"), "deploy", "--repo", str(clone), cwd=clone)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("deployed ") == 3, done.stdout
+    assert done.stdout.count("deployed ") == 4, done.stdout
     return subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True
     ).stdout.strip()
@@ -220,6 +220,23 @@ def _subflows(client: Any, run_id: str) -> list[Any]:
     return client.read_flow_runs(
         flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))
     )
+
+
+def _descendants(client: Any, run_id: str) -> list[Any]:
+    runs = _subflows(client, run_id)
+    return runs + [d for r in runs for d in _descendants(client, str(r.id))]
+
+
+def _own_logs(team: Team, run_id: str) -> list[Any]:
+    """The log records of one flow run alone, oldest first."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with _prefect(team) as client:
+        records = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200)
+        records += client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200, offset=200
+        )
+    return sorted(records, key=lambda r: r.timestamp)
 
 
 def _wait_for_log(team: Team, run_id: str, text: str, timeout: float = 600) -> None:
@@ -391,6 +408,51 @@ def test_a_sweep_runs_on_two_workers_at_once_in_separate_workspaces(team: Team, 
     assert len(after) == before + 2
     sizes = {r.data.params.get("compress.variants.ptq.subset_size") for r in after[:2]}
     assert sizes == {"32", "48"}, sizes
+
+
+def test_model_candidates_train_on_two_workers_at_once_and_the_run_restores_them(
+    team: Team, first_run: Any
+) -> None:
+    """Two candidates: the pipeline's worker trains small_cnn while a helper flow run trains small_cnn@32
+    on the other worker; the pipeline restores the helper's stages from DVC's run cache, and MLflow has
+    one pipeline run with every candidate's variant runs nested under it."""
+    runs_before, versions_before = len(_pipeline_runs(team)), len(_versions(team))
+    run_id = _start(
+        team, PIPELINE, {"overrides": {"by_task.classification.model": ["small_cnn", "small_cnn@32"]}}
+    )
+    run = _wait(team, run_id, timeout=1200)
+    with _prefect(team) as client:
+        flows = _descendants(client, run_id)
+    assert run.state.is_completed(), _logs(team, run_id)[-4000:]
+    pipeline_flow = next(f for f in flows if f.name.startswith("pipeline-"))
+    helper = next(f for f in flows if f.name == "candidate-small_cnn_32")
+    assert helper.state.is_completed()
+    parent = _own_logs(team, str(pipeline_flow.id))
+    parent_text = "\n".join(r.message for r in parent)
+    helper_text = "\n".join(r.message for r in _own_logs(team, str(helper.id)))
+    # the helper trained and compressed its candidate; the pipeline's worker did not, it restored them
+    assert "Running stage 'train@small_cnn_32'" in helper_text
+    assert "Running stage 'train@small_cnn_32'" not in parent_text
+    assert "Stage 'train@small_cnn_32' is cached - skipping run" in parent_text, parent_text[-3000:]
+    assert "Stage 'evaluate@small_cnn_32-ptq' is cached - skipping run" in parent_text
+    assert "Running stage 'train@small_cnn'" in parent_text
+    # at the same time: the helper started before the pipeline's worker finished its own candidate
+    own_last = next(r for r in reversed(parent) if "Running stage 'evaluate@small_cnn-" in r.message)
+    assert helper.start_time < own_last.timestamp, (helper.start_time, own_last.timestamp)
+    # one pipeline run in MLflow, every candidate x variant nested under it, and one new version
+    runs = _pipeline_runs(team)
+    assert len(runs) == runs_before + 1
+    newest = max(runs, key=lambda r: r.info.start_time)
+    assert newest.info.status == "FINISHED"
+    children = team.mlflow().search_runs(
+        [newest.info.experiment_id], f"tags.mlflow.parentRunId = '{newest.info.run_id}'"
+    )
+    assert sorted((c.data.tags["candidate"], c.data.tags["variant"]) for c in children) == [
+        ("small_cnn", "fp32"), ("small_cnn", "ptq"), ("small_cnn_32", "fp32"), ("small_cnn_32", "ptq"),
+    ]  # fmt: skip
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert all("accuracy_drop" in c.data.metrics for c in children if c.data.tags["variant"] == "ptq")
+    assert len(_versions(team)) == versions_before + 1
 
 
 def _restart(team: Team, name: str) -> None:

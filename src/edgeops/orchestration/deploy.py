@@ -16,6 +16,7 @@ from typing import Any
 
 from edgeops.config import Params
 from edgeops.errors import EdgeopsError
+from edgeops.orchestration.fanout import CANDIDATE
 from edgeops.orchestration.workspace import current_commit
 
 PIPELINE = "edgeops-team-pipeline/pipeline"
@@ -140,7 +141,8 @@ def ensure_zombie_automation(log: Log) -> None:
 
 
 def deploy_all(params: Params, source: Source, log: Log) -> dict[str, str]:
-    """Register (or update) the `pipeline`, `retrain` and `promote` deployments; returns name -> id."""
+    """Register (or update) the `pipeline`, `retrain`, `promote` and `candidate` deployments; returns
+    name -> id."""
     from prefect import Flow
     from prefect.runner.storage import GitRepository
     from prefect.schedules import Cron
@@ -166,6 +168,7 @@ def deploy_all(params: Params, source: Source, log: Log) -> dict[str, str]:
         # sync context: Prefect returns the objects, not coroutines
         pipeline: Any = Flow.from_source(storage(), "flows/team.py:team_pipeline")
         promote: Any = Flow.from_source(storage(), "flows/team.py:team_promote")
+        candidate: Any = Flow.from_source(storage(), "flows/team.py:team_candidate")
     except subprocess.CalledProcessError:
         raise EdgeopsError(
             f"commit {source.commit[:12]} is not in {source.repo}, which the workers clone: push it "
@@ -194,6 +197,12 @@ def deploy_all(params: Params, source: Source, log: Log) -> dict[str, str]:
                 name="promote",
                 parameters=base,
                 description="Promote a registered version (name, version, stage) behind the gates.",
+                **common,
+            ),
+            CANDIDATE: candidate.deploy(
+                name="candidate",
+                parameters=base,
+                description="One model candidate of a pipeline run, on another worker (queued by the pipeline).",
                 **common,
             ),
         }

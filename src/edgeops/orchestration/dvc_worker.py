@@ -223,7 +223,9 @@ def _install_warm_runner() -> None:
     dvc_run._run = warm_run
 
 
-def reproduce(stage: str) -> int:
+def reproduce(stage: str, pull: bool = False) -> int:
+    """`dvc repro --single-item STAGE` (with `--pull`: restored from the DVC remote's run cache when
+    another workspace ran it with the same inputs)."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -233,7 +235,7 @@ def reproduce(stage: str) -> int:
     try:
         with Repo(".") as repo:
             repo.scm_context.quiet = True  # no "git add dvc.lock" hint after every stage
-            repo.reproduce(stage, single_item=True)
+            repo.reproduce(stage, single_item=True, pull=pull)
         return 0
     except DvcException as e:
         print(f"ERROR: {_reason(e)}", flush=True)
@@ -254,7 +256,7 @@ def serve() -> None:
             # the flow's environment for this stage: the worker may have started before the flow run did
             os.environ.clear()
             os.environ.update(request["env"])
-            code = reproduce(request["stage"])
+            code = reproduce(request["stage"], request.get("pull", False))
             sys.stderr.flush()
             print(f"{DONE} {code}", flush=True)
     # the flow closed stdin: nothing is left to write, so skip tearing down torch, MLflow and DVC (~3-4 s
@@ -267,18 +269,20 @@ class DvcWorker:
     """The flow's side: one worker process, restarted if it dies (a task retry then gets a fresh one).
 
     env: the environment every stage runs in, sent with each stage (the process may have been started
-    earlier, by prestart, with the environment of that moment)."""
+    earlier, by prestart, with the environment of that moment). pull: restore stages from the DVC
+    remote's run cache (team mode)."""
 
-    def __init__(self, project_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, project_dir: Path, env: dict[str, str], pull: bool = False) -> None:
         self.project_dir = project_dir
         self.env = env
+        self.pull = pull
         self.proc: subprocess.Popen[str] | None = None
 
     @classmethod
-    def for_project(cls, project_dir: Path, env: dict[str, str]) -> DvcWorker:
+    def for_project(cls, project_dir: Path, env: dict[str, str], pull: bool = False) -> DvcWorker:
         """The worker prestart started for project_dir (its imports done or under way), else a new one."""
         worker = _PRESTARTED.pop(project_dir, None) or cls(project_dir, env)
-        worker.env = env
+        worker.env, worker.pull = env, pull
         return worker
 
     def _started(self) -> subprocess.Popen[str]:
@@ -299,7 +303,7 @@ class DvcWorker:
         """Reproduce one stage, passing each output line to on_line; returns 0 or the failure code."""
         proc = self._started()
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps({"stage": stage, "env": self.env}) + "\n")
+        proc.stdin.write(json.dumps({"stage": stage, "env": self.env, "pull": self.pull}) + "\n")
         proc.stdin.flush()
         for line in proc.stdout:
             if line.startswith(DONE):

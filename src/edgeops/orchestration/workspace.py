@@ -136,6 +136,26 @@ def push_results(workspace: Path, data: str, log: Log = print) -> bool:
     return True
 
 
+def push_run_cache(workspace: Path, log: Log = print) -> None:
+    """DVC's run cache and the files its entries name, to the DVC remote: another workspace's
+    `dvc repro --pull` then restores those stages (same command, code, params and inputs) instead of
+    running them.
+
+    `dvc push --run-cache` (DVC 3.67) uploads the entries but not the files of their `cache: false`
+    outputs (metrics, plots), and a restore then fails; DVC's own API pushes what the entries use."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(workspace)) as repo:
+            entries = repo.stage_cache.push(None)
+            for objects in repo.stage_cache.get_used_objs(entries).values():
+                repo.cloud.push(objects)
+    except DvcException as e:
+        raise EdgeopsError(f"pushing DVC's run cache to the remote: {e}") from None
+    log(f"dvc push --run-cache: {len(entries)} stage runs")
+
+
 def remove(workspace: Path) -> None:
     """After a successful run everything is in MLflow and the DVC remote; a failed run keeps its
     workspace for the retry."""

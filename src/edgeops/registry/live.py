@@ -11,7 +11,11 @@ The first stage that does work starts the run; later stages of the same pipeline
 state file left by another owner (a pipeline that crashed or was killed) is closed as FAILED and a new
 run starts, so a stage re-run by DVC adds to the run of the pipeline that re-ran it.
 
-Each variant gets one nested run: compress starts it (fine-tuning curves), evaluate finishes it."""
+Each variant gets one nested run: compress starts it (fine-tuning curves), evaluate finishes it.
+
+A team helper (edgeops.orchestration.fanout), which runs one model candidate in its own workspace, joins
+the pipeline run of the flow run it helps: its state file names that run with `"joined": true`, so its
+stages log into it and its variant runs nest under it, and ending the helper ends only its variant runs."""
 
 from __future__ import annotations
 
@@ -218,6 +222,13 @@ def _start(client: Any, params: Params, experiment_id: str, owner: str, root: Pa
     return live
 
 
+def join_pipeline_run(run: dict[str, str], owner: str, root: Path = Path(".")) -> None:
+    """Make root's stages (of pipeline `owner`) log into another workspace's pipeline run: `run` is
+    that workspace's state file (run_id, experiment_id, tracking_uri)."""
+    keys = ("run_id", "experiment_id", "tracking_uri")
+    _write_state({"owner": owner, **{k: run[k] for k in keys}, "variants": {}, "joined": True}, root)
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -244,7 +255,8 @@ def end_pipeline_run(status: str, root: Path = Path("."), state: dict[str, Any] 
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=state.get("tracking_uri"))
-    for run_id in [*state.get("variants", {}).values(), state["run_id"]]:
+    own = [] if state.get("joined") else [state["run_id"]]  # a helper never ends the run it joined
+    for run_id in [*state.get("variants", {}).values(), *own]:
         run = _get_run(client, run_id)
         if run is not None and run.info.status == "RUNNING":
             client.set_terminated(run_id, status)
@@ -371,3 +383,12 @@ def epoch_logger(run: LiveRun, metric: str, prefix: str = "") -> Callable[[dict]
             run.set_tags({f"{what}stopped": row["stopped"], f"{what}epochs_trained": row["epoch"]})
 
     return log_epoch
+
+
+if __name__ == "__main__":
+    # `python -m edgeops.registry.live` in a project: open its pipeline run as its next stage would, and
+    # print the state file (the team flow shares it with its helpers before any stage started the run)
+    from edgeops.config import load_params
+
+    open_pipeline_run(load_params())
+    print(json.dumps(read_state()))
