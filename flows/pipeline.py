@@ -153,11 +153,15 @@ def run_with_helpers(
     parts = fanout.arrange(stages, keys)
     seconds = {stage: run_stage(stage, str(project)) for stage in parts.shared}
     logger = get_run_logger()
-    pipeline_run = share_pipeline_run(project, env)
-    push_run_cache(str(project))
-    runs = fanout.submit(
-        {**helpers, "pipeline_run": pipeline_run}, list(parts.helped), str(prefect_run.id), logger.info
-    )
+    try:
+        pipeline_run = share_pipeline_run(project, env)
+        push_run_cache(str(project))
+        runs = fanout.submit(
+            {**helpers, "pipeline_run": pipeline_run}, list(parts.helped), str(prefect_run.id), logger.info
+        )
+    except Exception as e:  # helpers only save time: without them the candidates run here
+        logger.warning(f"no helpers ({e}): every candidate runs on this worker, one after the other")
+        runs = {}
     try:
         seconds |= {stage: run_stage(stage, str(project)) for stage in parts.own}
         timeout = load_params(project / "params.yaml").team.helper_timeout_seconds

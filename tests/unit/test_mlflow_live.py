@@ -67,6 +67,24 @@ def test_stages_of_one_pipeline_share_one_run_and_a_new_pipeline_closes_a_stale_
     assert third.run_id not in (first.run_id, second.run_id)
 
 
+def test_a_helper_joins_the_pipeline_run_nests_its_variant_runs_and_never_ends_it(
+    params: Params, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    parent = live.open_pipeline_run(params)
+    helper = tmp_path / "helper"  # another workspace (on another worker in team mode)
+    monkeypatch.chdir(helper.mkdir() or helper)
+    monkeypatch.setenv(live.PIPELINE_ID_ENV, "helper-1")
+    live.join_pipeline_run(json.loads((tmp_path / live.STATE).read_text()), "helper-1")
+    joined = live.open_pipeline_run(params)
+    assert joined.run_id == parent.run_id  # the helper's stages log into the parent's run
+    qat = live.variant_run(joined, "small_cnn_32", "qat", {})
+    assert MlflowClient().get_run(qat.run_id).data.tags["mlflow.parentRunId"] == parent.run_id
+
+    live.end_pipeline_run("FAILED")  # the helper failed: its own variant runs end, the pipeline goes on
+    assert _status(qat.run_id) == "FAILED" and _status(parent.run_id) == "RUNNING"
+    assert live.read_state() is None
+
+
 def test_run_starts_when_the_driving_command_started(params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
     started = time.time() - 120
     monkeypatch.setenv(live.PIPELINE_START_ENV, str(started))

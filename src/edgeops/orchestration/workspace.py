@@ -29,10 +29,12 @@ def workspaces_root() -> Path:
     return Path(os.environ.get(WORKSPACES_ENV) or Path.home() / ".cache" / "edgeops" / "workspaces")
 
 
-def _run(args: list[str], cwd: Path | None, what: str, timeout: float = 600) -> str:
+def _run(
+    args: list[str], cwd: Path | None, what: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> str:
     """A git/dvc command; its failure as one line naming what was being done."""
     try:
-        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         raise EdgeopsError(f"{what}: `{' '.join(args[:3])}` did not finish within {timeout:.0f}s") from None
     except FileNotFoundError:
@@ -139,21 +141,29 @@ def push_results(workspace: Path, data: str, log: Log = print) -> bool:
 def push_run_cache(workspace: Path, log: Log = print) -> None:
     """DVC's run cache and the files its entries name, to the DVC remote: another workspace's
     `dvc repro --pull` then restores those stages (same command, code, params and inputs) instead of
-    running them.
+    running them. In a process of its own, in the workspace (DVC's run cache works from the current folder)."""
+    import sys
+
+    code = "from edgeops.orchestration.workspace import push_run_cache_here as push; print(push())"
+    python_path = os.pathsep.join([str(workspace / "src"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": python_path.rstrip(os.pathsep)}
+    what = f"pushing DVC's run cache to the remote (check {DVC_REMOTE_ENV} and the S3 credentials)"
+    entries = _run([sys.executable, "-c", code], workspace, what, timeout=1800, env=env).strip()
+    log(f"dvc push --run-cache: {entries} stage runs")
+
+
+def push_run_cache_here() -> int:
+    """push_run_cache in the current folder; returns the number of run-cache entries.
 
     `dvc push --run-cache` (DVC 3.67) uploads the entries but not the files of their `cache: false`
     outputs (metrics, plots), and a restore then fails; DVC's own API pushes what the entries use."""
-    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    try:
-        with Repo(str(workspace)) as repo:
-            entries = repo.stage_cache.push(None)
-            for objects in repo.stage_cache.get_used_objs(entries).values():
-                repo.cloud.push(objects)
-    except DvcException as e:
-        raise EdgeopsError(f"pushing DVC's run cache to the remote: {e}") from None
-    log(f"dvc push --run-cache: {len(entries)} stage runs")
+    with Repo(".") as repo:
+        entries = repo.stage_cache.push(None)
+        for objects in repo.stage_cache.get_used_objs(entries).values():
+            repo.cloud.push(objects)
+    return len(entries)
 
 
 def remove(workspace: Path) -> None:
