@@ -187,7 +187,8 @@ def share_pipeline_run(project: Path, env: dict[str, str]) -> dict[str, str]:
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
         raise EdgeopsError(f"starting the pipeline's MLflow run for its helpers: {lines[-1]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    state = json.loads(done.stdout.strip().splitlines()[-1])
+    return {key: str(state[key]) for key in ("run_id", "experiment_id", "tracking_uri")}
 
 
 @task(retries=2, retry_delay_seconds=[10, 30], timeout_seconds=1800, cache_policy=NO_CACHE)
