@@ -99,8 +99,6 @@ def pipeline(project_dir: str = ".", pull: bool = False, helpers: dict[str, Any]
     team flow's parameters, to run the other model candidates on other workers (edgeops.orchestration.fanout)."""
     project = Path(project_dir).resolve()
     wall_start = time.perf_counter()
-    (project / TIMINGS).parent.mkdir(parents=True, exist_ok=True)
-    (project / STAGE_LOG).unlink(missing_ok=True)
     expand_candidates(project)
     stages = stage_order(project)
     keys = list(plan.read(project)) if helpers is not None else []
@@ -120,6 +118,8 @@ def stage_session(
 ) -> Iterator[dict[str, str]]:
     """The DVC worker and environment of one flow run's stages (yields the environment); at the end, the
     flow run's MLflow run is ended (a helper that joined another run ends only its variant runs)."""
+    (project / STAGE_LOG).parent.mkdir(parents=True, exist_ok=True)
+    (project / STAGE_LOG).unlink(missing_ok=True)
     env = {
         **stage_env(project),
         "EDGEOPS_TIMINGS": str(project / STAGE_LOG),
