@@ -231,12 +231,15 @@ def _own_logs(team: Team, run_id: str) -> list[Any]:
     """The log records of one flow run alone, oldest first."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
+    records: list[Any] = []
     with _prefect(team) as client:
-        records = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200)
-        records += client.read_logs(
-            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200, offset=200
-        )
-    return sorted(records, key=lambda r: r.timestamp)
+        while True:
+            page = client.read_logs(
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200, offset=len(records)
+            )
+            records += page
+            if len(page) < 200:
+                return sorted(records, key=lambda r: r.timestamp)
 
 
 def _wait_for_log(team: Team, run_id: str, text: str, timeout: float = 600) -> None:
