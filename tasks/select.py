@@ -12,6 +12,7 @@ from edgeops.paths import (
     REPORT,
     SELECTION,
     SUMMARY,
+    split_variant_id,
     train_metrics,
     variant_id,
     variant_metrics,
@@ -42,7 +43,7 @@ def headline(metric: str, cands: list[Candidate], chosen: Candidate | None) -> d
     """
     models: dict[str, dict] = {}
     for c in cands:
-        candidate, variant = c.variant.split("/", 1)
+        candidate, variant = split_variant_id(c.name)
         if c.score is None:
             models.setdefault(candidate, {})[variant] = {"failed": True}
             continue
@@ -52,7 +53,7 @@ def headline(metric: str, cands: list[Candidate], chosen: Candidate | None) -> d
             f"p50_{LATENCY_HINT}_ms": _round(c.latency_ms, 4),  # p50_default_ms
             "size_mb": _round(c.size_mb, 4),
         }
-    return {"selected": chosen.variant if chosen else None, "metric": metric, **models}
+    return {"selected": chosen.name if chosen else None, "metric": metric, **models}
 
 
 def main() -> None:
@@ -67,6 +68,7 @@ def main() -> None:
             if not path.exists():
                 raise EdgeopsError(f"{path} not found: run `dvc repro` to evaluate every variant first")
             results[variant_id(key, v)] = json.loads(path.read_text())
+    ref = reference(results)
     cands = candidates(results, params.gates)
     chosen = choose(cands, params.gates.prefer)
     front = pareto_front(cands)
@@ -87,23 +89,23 @@ def main() -> None:
         )
     )
     selection = {
-        "selected": chosen.variant if chosen else None,
-        "candidate": chosen.variant.split("/", 1)[0] if chosen else None,
-        "variant": chosen.variant.split("/", 1)[1] if chosen else None,
-        "reference": reference(results),
+        "selected": chosen.name if chosen else None,
+        "candidate": split_variant_id(chosen.name)[0] if chosen else None,
+        "variant": split_variant_id(chosen.name)[1] if chosen else None,
+        "reference": ref,
         "task": task.name,
         "metric": task.metric,
         "gates": params.gates.model_dump(),
         "pareto_front": front,
         "variants": {
-            c.variant: {
+            c.name: {
                 "passed": c.passed,
                 "failures": c.failures,
                 "score": c.score,
                 "score_drop": c.score_drop,
                 "latency_ms_p50": c.latency_ms,
                 "size_mb": c.size_mb,
-                "speedup_vs_fp32_f32": speedup(results, c.variant),
+                "speedup_vs_fp32_f32": speedup(results, c.name, ref),
             }
             for c in cands
         },
@@ -111,12 +113,12 @@ def main() -> None:
     SELECTION.write_text(json.dumps(selection, indent=2))
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(json.dumps(headline(task.metric, cands, chosen), indent=2))
-    width = max(len(c.variant) for c in cands)
+    width = max(len(c.name) for c in cands)
     for c in cands:
-        log(f"select: {c.variant:<{width}} {'pass' if c.passed else 'FAIL: ' + '; '.join(c.failures)}")
+        log(f"select: {c.name:<{width}} {'pass' if c.passed else 'FAIL: ' + '; '.join(c.failures)}")
     if chosen is None:
         raise EdgeopsError(f"no model passes the gates (see {REPORT}): relax `gates` in params.yaml")
-    log(f"select: chose {chosen.variant} (drops measured from {reference(results)}) -> report {REPORT}")
+    log(f"select: chose {chosen.name} (drops measured from {ref}) -> report {REPORT}")
 
 
 if __name__ == "__main__":

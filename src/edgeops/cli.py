@@ -74,6 +74,7 @@ def summary_table(root: Path = Path(".")) -> str:
     from edgeops.paths import REGISTRATION, REPORT, SELECTION, variant_id, variant_metrics
     from edgeops.pipeline import plan
     from edgeops.pipeline.report import speedup
+    from edgeops.pipeline.selection import reference as reference_of
     from edgeops.registry.tracking import ui_url
 
     params = load_params(root / "params.yaml")
@@ -95,6 +96,7 @@ def summary_table(root: Path = Path(".")) -> str:
     )
     lines = [head, "-" * len(head)]
     has_reference = any(r.get("variant") == "fp32" and r.get("status") == "ok" for r in results.values())
+    ref = reference_of(results) if has_reference else None  # has_reference: some model is ok
     for v, r in results.items():
         if r.get("status") != "ok":
             lines.append(f"{v:<{width}}FAILED: {r.get('error', '')[:60]}")
@@ -103,7 +105,7 @@ def summary_table(root: Path = Path(".")) -> str:
         lines.append(
             f"{v:<{width}}{r['precision']:<10}{r['score']:>9.4f}{r['benchmark']['f32']['latency_ms_p50']:>8.3f}ms"
             f"{r['benchmark']['default']['latency_ms_p50']:>8.3f}ms{r['size_mb']:>9.3f}"
-            f"{(speedup(results, v) if has_reference else None) or 0:>8.2f}x{mark}"
+            f"{(speedup(results, v, ref) if ref else None) or 0:>8.2f}x{mark}"
         )
     hw: dict = next((r["hardware"] for r in results.values() if "hardware" in r), {})
     reference = selection.get("reference", "fp32")

@@ -41,6 +41,12 @@ def variant_id(candidate: str, variant: str) -> str:
     return f"{candidate}/{variant}"
 
 
+def split_variant_id(name: str) -> tuple[str, str]:
+    """The inverse of variant_id: `small_cnn/qat` -> (`small_cnn`, `qat`)."""
+    candidate, _, variant = name.rpartition("/")
+    return candidate, variant
+
+
 def variant_dir(candidate: str, variant: str) -> Path:
     return MODELS / candidate / variant
 

@@ -33,8 +33,8 @@ RESULTS = {
 def test_fastest_passing_variant_wins_and_ties_go_to_smaller():
     cands = candidates(RESULTS, GatesConfig(max_score_drop=0.01))
     chosen = choose(cands)
-    assert chosen is not None and chosen.variant == "qat"
-    by_name = {c.variant: c for c in cands}
+    assert chosen is not None and chosen.name == "qat"
+    by_name = {c.name: c for c in cands}
     assert by_name["ptq"].score_drop == pytest.approx(0.05)
     assert by_name["ptq"].failures == ["accuracy drop 0.05 > max_score_drop 0.01"]
     assert by_name["prune_int8"].failures == ["compression failed: boom"]
@@ -42,25 +42,25 @@ def test_fastest_passing_variant_wins_and_ties_go_to_smaller():
 
 def test_looser_gate_picks_the_fastest():
     chosen = choose(candidates(RESULTS, GatesConfig(max_score_drop=0.06)))
-    assert chosen is not None and chosen.variant == "ptq"
+    assert chosen is not None and chosen.name == "ptq"
 
 
 def test_accuracy_first_picks_the_most_accurate_within_the_latency_budget():
     cands = candidates(RESULTS, GatesConfig(max_score_drop=0.06))
     # fp32, fp16 and qat all score 0.90: the fastest of them
-    assert choose(cands, "accuracy_first").variant == "qat"  # type: ignore[union-attr]
+    assert choose(cands, "accuracy_first").name == "qat"  # type: ignore[union-attr]
     budget = candidates(RESULTS, GatesConfig(max_score_drop=0.06, latency_budget_ms=4.0))
-    assert choose(budget, "accuracy_first").variant == "ptq_ac"  # type: ignore[union-attr]
-    assert choose(budget).variant == "ptq"  # type: ignore[union-attr]
+    assert choose(budget, "accuracy_first").name == "ptq_ac"  # type: ignore[union-attr]
+    assert choose(budget).name == "ptq"  # type: ignore[union-attr]
 
 
 def test_latency_and_size_gates():
     gates = GatesConfig(max_score_drop=0.2, latency_budget_ms=3.5, max_size_mb=9.0)
     cands = candidates(RESULTS, gates)
     assert choose(cands) is None
-    ptq = next(c for c in cands if c.variant == "ptq")
+    ptq = next(c for c in cands if c.name == "ptq")
     assert ptq.failures == ["size MB 10 > max_size_mb 9"]
-    ptq_ac = next(c for c in cands if c.variant == "ptq_ac")
+    ptq_ac = next(c for c in cands if c.name == "ptq_ac")
     assert ptq_ac.failures == ["latency p50 ms 4 > latency_budget_ms 3.5", "size MB 11 > max_size_mb 9"]
 
 
@@ -118,25 +118,25 @@ CANDIDATES = {
 
 
 def test_drops_are_measured_from_the_most_accurate_fp32_of_all_candidates():
-    cands = {c.variant: c for c in candidates(CANDIDATES, GatesConfig(max_score_drop=0.01))}
+    cands = {c.name: c for c in candidates(CANDIDATES, GatesConfig(max_score_drop=0.01))}
     assert reference(CANDIDATES) == "resnet18/fp32"
     assert cands["small_cnn/fp32"].score_drop == pytest.approx(0.03)
     assert cands["small_cnn/ptq"].failures == ["accuracy drop 0.015 > max_score_drop 0.01"]
     chosen = choose(list(cands.values()))
     # resnet18's ptq and qat tie on latency (within 2%): the smaller model wins
-    assert chosen is not None and chosen.variant == "resnet18/ptq"
+    assert chosen is not None and chosen.name == "resnet18/ptq"
     # a looser gate lets the fastest model of any candidate win
     loose = choose(candidates(CANDIDATES, GatesConfig(max_score_drop=0.02)))
-    assert loose is not None and loose.variant == "small_cnn/ptq"
+    assert loose is not None and loose.name == "small_cnn/ptq"
 
 
 def test_accuracy_first_across_candidates_within_a_latency_budget():
     gates = GatesConfig(max_score_drop=0.05, latency_budget_ms=5.0, prefer="accuracy_first")
     chosen = choose(candidates(CANDIDATES, gates), gates.prefer)
-    assert chosen is not None and chosen.variant == "resnet18/qat"  # 0.93, the best within 5 ms
+    assert chosen is not None and chosen.name == "resnet18/qat"  # 0.93, the best within 5 ms
     gates = GatesConfig(max_score_drop=0.05, latency_budget_ms=2.0, prefer="accuracy_first")
     chosen = choose(candidates(CANDIDATES, gates), gates.prefer)
-    assert chosen is not None and chosen.variant == "small_cnn/ptq"
+    assert chosen is not None and chosen.name == "small_cnn/ptq"
 
 
 def test_a_tie_for_the_reference_goes_to_the_smaller_model():

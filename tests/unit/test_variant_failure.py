@@ -60,7 +60,7 @@ def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
         "benchmark": {"default": {"latency_ms_p50": 1.0}, "f32": {"latency_ms_p50": 2.0}},
     }
     cands = candidates({"small_cnn/fp32": fp32, "small_cnn/ptq_ac": result}, GatesConfig())
-    assert choose(cands).variant == "small_cnn/fp32"  # type: ignore[union-attr]
+    assert choose(cands).name == "small_cnn/fp32"  # type: ignore[union-attr]
     assert cands[1].failures == ["compression failed: RuntimeError: accuracy control could not converge"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeops.paths import split_variant_id
 from edgeops.pipeline.selection import LATENCY_HINT, LATENCY_TIE, SCORE_TIE, Candidate, reference
 from edgeops.vision import VisionTask
 
@@ -12,10 +13,10 @@ def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def speedup(results: dict[str, dict], variant: str) -> float | None:
-    """Latency of the reference FP32 model with INFERENCE_PRECISION_HINT=f32 divided by this one's (default
-    hint)."""
-    ref, r = results.get(reference(results), {}), results.get(variant, {})
+def speedup(results: dict[str, dict], variant: str, reference: str) -> float | None:
+    """Latency of the reference FP32 model (`reference`, selection.reference) with INFERENCE_PRECISION_HINT=f32
+    divided by this one's (default hint)."""
+    ref, r = results.get(reference, {}), results.get(variant, {})
     if ref.get("status") != "ok" or r.get("status") != "ok":
         return None
     return ref["benchmark"]["f32"]["latency_ms_p50"] / r["benchmark"][LATENCY_HINT]["latency_ms_p50"]
@@ -96,20 +97,20 @@ def markdown(
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cands:
-        r = results[c.variant]
+        r = results[c.name]
         ok = r.get("status") == "ok"
         bench = r.get("benchmark", {})
         sparsity = r.get("compression", {}).get("sparsity")
-        mark = " **(selected)**" if chosen and c.variant == chosen.variant else ""
-        mark += " ◆" if c.variant in front else ""
+        mark = " **(selected)**" if chosen and c.name == chosen.name else ""
+        mark += " ◆" if c.name in front else ""
         lines.append(
-            f"| {c.variant}{mark} | {r.get('precision', '–')} | {_fmt(c.score, '.4f')} "
+            f"| {c.name}{mark} | {r.get('precision', '–')} | {_fmt(c.score, '.4f')} "
             f"| {_fmt(c.score_drop, '+.4f')} "
             f"| {_fmt(bench.get('f32', {}).get('latency_ms_p50') if ok else None, '.3f')} "
             f"| {_fmt(bench.get('default', {}).get('latency_ms_p50') if ok else None, '.3f')} "
             f"| {_fmt(bench.get('default', {}).get('latency_ms_p90') if ok else None, '.3f')} "
             f"| {_fmt(bench.get('default', {}).get('throughput_fps') if ok else None, '.0f')} "
-            f"| {_fmt(c.size_mb, '.3f')} | {_fmt(speedup(results, c.variant), '.2f')}× "
+            f"| {_fmt(c.size_mb, '.3f')} | {_fmt(speedup(results, c.name, ref), '.2f')}× "
             f"| {_fmt(sparsity, '.1%')} | {why_not_chosen(c, chosen, task.metric, prefer)} |"
         )
     lines += [
@@ -125,15 +126,15 @@ def markdown(
                 f"the fastest of those with equal {task.metric}"
             )
         lines.append(
-            f"**Selected: `{chosen.variant}`** — {rule} "
+            f"**Selected: `{chosen.name}`** — {rule} "
             f"(latencies within {2}% count as a tie, won by the smaller, then better-scoring model)."
         )
-        lines += task.report_sections(results, chosen.variant, ref)
+        lines += task.report_sections(results, chosen.name, ref)
     else:
         lines.append("**No model passes every gate**: relax `gates` in params.yaml or improve the model.")
     lines += training_section(task.metric, training or {})
     lines += ["", f"![{task.metric} vs latency]({plot})", ""]
-    shown = [v for v in dict.fromkeys([ref, chosen.variant if chosen else ref]) if (pictures or {}).get(v)]
+    shown = [v for v in dict.fromkeys([ref, chosen.name if chosen else ref]) if (pictures or {}).get(v)]
     for variant in shown:
         lines += [f"### Test pictures of `{variant}`", ""]
         lines += [f"![{variant}]({link})" for link in (pictures or {})[variant]] + [""]
@@ -152,13 +153,13 @@ def pareto_plot(
     import matplotlib.pyplot as plt
 
     points = [(c, c.latency_ms, c.score) for c in cands if c.score is not None and c.latency_ms is not None]
-    names = list(dict.fromkeys(c.variant.split("/", 1)[0] for c in cands))
+    names = list(dict.fromkeys(split_variant_id(c.name)[0] for c in cands))
     several = len(names) > 1
     fig, ax = plt.subplots(figsize=(7, 4.5) if several else (6, 4))
     for c, latency, score in points:
-        candidate, variant = c.variant.split("/", 1)
-        colour = f"C{names.index(candidate) % 10}" if several else ("C1" if c.variant in front else "C0")
-        on_front, selected = c.variant in front, chosen is not None and c.variant == chosen.variant
+        candidate, variant = split_variant_id(c.name)
+        colour = f"C{names.index(candidate) % 10}" if several else ("C1" if c.name in front else "C0")
+        on_front, selected = c.name in front, chosen is not None and c.name == chosen.name
         if not c.passed:  # measured, but a gate rules it out (the report's table says which)
             ax.scatter(latency, score, s=60, marker="x", color=colour if several else "0.55")
         else:
@@ -167,11 +168,11 @@ def pareto_plot(
             ax.scatter(latency, score, s=240, facecolors="none", edgecolors="C3", linewidths=1.5)
         if several and not (on_front or selected):
             continue
-        label = (c.variant if several else variant) + (
+        label = (c.name if several else variant) + (
             " (selected)" if selected else " (fails a gate)" if not c.passed else ""
         )
         ax.annotate(label, (latency, score), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    line = sorted((latency, score) for c, latency, score in points if c.variant in front)
+    line = sorted((latency, score) for c, latency, score in points if c.name in front)
     ax.plot([p[0] for p in line], [p[1] for p in line], "--", color="0.4", label="Pareto front")
     for i, candidate in enumerate(names if several else []):
         ax.scatter([], [], s=40, color=f"C{i % 10}", label=candidate)

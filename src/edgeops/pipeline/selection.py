@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from edgeops.config import GatesConfig
 from edgeops.errors import EdgeopsError
+from edgeops.paths import split_variant_id
 from edgeops.pipeline.gates import Measured, check_gates, failures
 
 # Latencies this close are measurement noise: the tie goes to the smaller, then more accurate model.
@@ -20,7 +21,7 @@ LATENCY_HINT = "default"  # what an edge device gets without tuning
 
 @dataclass
 class Candidate:
-    variant: str  # `<model candidate>/<compression variant>`, e.g. `small_cnn/qat`
+    name: str  # `<model candidate>/<compression variant>`, e.g. `small_cnn/qat`
     score: float | None  # the task's primary metric
     score_drop: float | None
     latency_ms: float | None
@@ -34,7 +35,7 @@ class Candidate:
 
 def reference(results: dict[str, dict]) -> str:
     """The most accurate FP32 model of all candidates (a tie: the smaller): every drop is measured from it."""
-    fp32 = {k: r for k, r in results.items() if k.rsplit("/", 1)[-1] == "fp32" and r.get("status") == "ok"}
+    fp32 = {k: r for k, r in results.items() if split_variant_id(k)[1] == "fp32" and r.get("status") == "ok"}
     if not fp32:
         raise EdgeopsError(
             "no fp32 variant has metrics: the most accurate FP32 model is the reference for drops"
@@ -84,5 +85,5 @@ def pareto_front(cands: list[Candidate]) -> list[str]:
             for o in ok
         )
         if not dominated:
-            front.append(c.variant)
+            front.append(c.name)
     return front
