@@ -441,7 +441,9 @@ def test_model_candidates_train_on_two_workers_at_once_and_the_run_restores_them
     assert "Running stage 'train@small_cnn_32'" in helper_text
     assert "Running stage 'train@small_cnn_32'" not in parent_text
     assert "Stage 'train@small_cnn_32' is cached - skipping run" in parent_text, parent_text[-3000:]
-    assert "Stage 'evaluate@small_cnn_32-ptq' is cached - skipping run" in parent_text
+    assert "Stage 'evaluate@small_cnn_32-ptq' is cached - skipping run" in parent_text, [
+        line for line in parent_text.splitlines() if "small_cnn_32" in line
+    ]
     assert "Running stage 'train@small_cnn'" in parent_text
     # at the same time: the helper started before the pipeline's worker finished its own candidate
     own_last = next(r for r in reversed(parent) if "Running stage 'evaluate@small_cnn-" in r.message)
