@@ -369,7 +369,8 @@ def deploy(
     commit: str | None = typer.Option(None, help="commit the workers run (default: HEAD)"),
     params: Path = typer.Option(Path("params.yaml"), help="the pipeline parameters (team: section)"),
 ) -> None:
-    """Team mode: register the `pipeline`, `retrain` (cron) and `promote` deployments on PREFECT_API_URL."""
+    """Team mode: register the `pipeline`, `retrain` (cron), `promote` and `candidate` deployments on
+    PREFECT_API_URL."""
 
     def main() -> None:
         from edgeops.config import load_params
