@@ -11,8 +11,9 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
-from edgeops.config import load_params
+from edgeops.config import Params, load_params
 from edgeops.console import git_commit, log, run_main
 from edgeops.errors import EdgeopsError
 from edgeops.paths import PREPARED, checkpoint, train_history, variant_dir, variant_id
@@ -26,13 +27,17 @@ from edgeops.vision import get_task
 
 
 def build(
-    candidate: str, variant: str, on_epoch: Callable[[dict], None] | None = None
+    params: Params,
+    entry: dict[str, Any],
+    candidate: str,
+    variant: str,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> compress.Compressed:
-    params = load_params()
+    """entry: the candidate's settings in candidates.yaml (fine-tuning uses its batch size)."""
     settings = getattr(params.compress.variants, variant)
     model, meta = load_checkpoint(checkpoint(candidate))
     task, labels = get_task(meta["task"]), meta["classes"]
-    size, seed, batch_size = meta["image_size"], params.seed, plan.entry(params, candidate)["batch_size"]
+    size, seed, batch_size = meta["image_size"], params.seed, entry["batch_size"]
     seed_everything(seed)
     if variant == "fp32":
         return compress.fp32(model, size, task)
@@ -76,15 +81,15 @@ def main() -> None:
     settings = getattr(params.compress.variants, variant)
     if settings is None:
         raise EdgeopsError(f"variant {variant!r} is not enabled under compress.variants in params.yaml")
+    entry = plan.entry(params, candidate)
     manifest = read_manifest(PREPARED)
     out = variant_dir(candidate, variant)
     pipeline_run = live.open_pipeline_run(params)
     run = live.variant_run(pipeline_run, candidate, variant, settings.model_dump())
     start = time.perf_counter()
     try:  # QAT / pruning fine-tuning curves go live into the variant's run
-        result = build(
-            candidate, variant, live.epoch_logger(run, get_task(manifest["task"]).metric, "finetune_")
-        )
+        on_epoch = live.epoch_logger(run, get_task(manifest["task"]).metric, "finetune_")
+        result = build(params, entry, candidate, variant, on_epoch)
     except EdgeopsError:
         raise
     except Exception as e:
@@ -122,7 +127,7 @@ def main() -> None:
         {
             "task": manifest["task"],
             "candidate": candidate,
-            "model": plan.entry(params, candidate)["model"],
+            "model": entry["model"],
             "variant": variant,
             "precision": result.precision,
             "labels": manifest["classes"],

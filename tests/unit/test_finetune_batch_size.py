@@ -67,7 +67,8 @@ def test_compress_stage_passes_train_batch_size(variant, tmp_path, monkeypatch):
 
     def on_epoch(row: dict) -> None: ...
 
-    tasks.compress.build("small_cnn", variant, on_epoch)
+    params = load_params(tmp_path / "params.yaml")
+    tasks.compress.build(params, plan.entry(params, "small_cnn", tmp_path), "small_cnn", variant, on_epoch)
     args = calls[0][:-2] if variant == "qat" else calls[0]  # qat also gets the history and the recipe
     if variant == "qat":
         assert calls[0][-2] is None  # no plots/train/small_cnn.csv here

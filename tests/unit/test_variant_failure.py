@@ -22,7 +22,7 @@ def test_crashing_variant_is_recorded_not_fatal(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text("compress: {variants: {fp32: {}, ptq_ac: {}}}\n")
     monkeypatch.setenv("EDGEOPS_PIPELINE_ID", "one-pipeline")
 
-    def crash(candidate, variant, on_epoch=None):
+    def crash(params, entry, candidate, variant, on_epoch=None):
         raise RuntimeError("accuracy control could not converge\nsecond line")
 
     monkeypatch.setattr(tasks.compress, "build", crash)
@@ -71,7 +71,7 @@ def test_fp32_failure_is_fatal(tmp_path, monkeypatch):
         json.dumps({"classes": ["a", "b"], "task": "classification"})
     )
     (tmp_path / "params.yaml").write_text("compress: {variants: {fp32: {}, ptq_ac: {}}}\n")
-    monkeypatch.setattr(tasks.compress, "build", lambda c, v, _: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(tasks.compress, "build", lambda *_: (_ for _ in ()).throw(RuntimeError("boom")))
     monkeypatch.setattr(sys, "argv", ["tasks.compress", "small_cnn", "fp32"])
     with pytest.raises(RuntimeError):
         tasks.compress.main()  # without fp32 there is no reference: the pipeline must stop
