@@ -131,14 +131,17 @@ curl -fsS -m 5 -o /dev/null "$PREFECT_API/work_pools/edgeops" 2>/dev/null \
 for f in "$PIDS"/worker-*; do                    # workers beyond WORKERS (from an earlier WORKERS=…) stop
   [ -e "$f" ] && [ "${f##*-}" -gt "$WORKERS" ] && "$ROOT/scripts/team/down.sh" "${f##*/}"
 done
+# this machine's workers share its cores: each trains with its share of torch threads (OMP_NUM_THREADS), as
+# two trainings that each use every core slowed each other down up to 20x (OpenMP threads contending)
+THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / WORKERS ))}; [ "$THREADS" -ge 1 ] || THREADS=1
 for i in $(seq 1 "$WORKERS"); do
   alive "worker-$i" && continue
   mkdir -p "$TEAM/workers/$HOST-$i"
   # the team env (EDGEOPS_WORKSPACES: one workspace per flow run, shared by this machine's workers, so a
   # retried run finds its workspace whichever worker takes it); its own working directory, never the submitter's
-  launch "worker-$i" bash -c 'source "$1"; cd "$2"
+  launch "worker-$i" bash -c 'source "$1"; cd "$2"; export OMP_NUM_THREADS=$5
     exec "$3/prefect" worker start --pool edgeops --name "$4" --limit 1' \
-    worker "$TEAM/env" "$TEAM/workers/$HOST-$i" "$BIN" "$HOST-$i"
+    worker "$TEAM/env" "$TEAM/workers/$HOST-$i" "$BIN" "$HOST-$i" "$THREADS"
 done
 
 # health of every server; workers must show ONLINE in the pool
