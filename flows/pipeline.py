@@ -155,10 +155,10 @@ def run_with_helpers(
     logger = get_run_logger()
     try:
         pipeline_run = share_pipeline_run(project, env)
-        push_run_cache(str(project))
-        runs = fanout.submit(
-            {**helpers, "pipeline_run": pipeline_run}, list(parts.helped), str(prefect_run.id), logger.info
-        )
+        push_stages(str(project), parts.shared)
+        # the helpers start from this pipeline's state: its shared stages' outputs come from the remote
+        shared = {"pipeline_run": pipeline_run, "dvc_lock": (project / "dvc.lock").read_text()}
+        runs = fanout.submit({**helpers, **shared}, list(parts.helped), str(prefect_run.id), logger.info)
     except Exception as e:  # helpers only save time: without them the candidates run here
         logger.warning(f"no helpers ({e}): every candidate runs on this worker, one after the other")
         runs = {}
@@ -192,20 +192,23 @@ def share_pipeline_run(project: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 @task(retries=2, retry_delay_seconds=[10, 30], timeout_seconds=1800, cache_policy=NO_CACHE)
-def push_run_cache(project_dir: str) -> None:
-    """The stages run so far, to the DVC remote's run cache: helpers restore them instead of running them."""
-    workspace.push_run_cache(Path(project_dir), get_run_logger().info)
+def push_stages(project_dir: str, stages: list[str]) -> None:
+    """The stages' outputs and DVC's run cache, to the DVC remote (edgeops.orchestration.fanout)."""
+    workspace.push_stages(Path(project_dir), stages, get_run_logger().info)
 
 
-def run_candidate(project_dir: str, key: str, pipeline_run: dict[str, str]) -> dict[str, float]:
-    """A helper's stages: the shared ones (restored from the run cache) and candidate `key`'s, logged into
-    the parent's MLflow run; then pushed with the run cache."""
+def run_candidate(
+    project_dir: str, key: str, pipeline_run: dict[str, str], dvc_lock: str
+) -> dict[str, float]:
+    """A helper's stages, from the parent's dvc.lock: the shared ones (pulled from the DVC remote) and
+    candidate `key`'s, logged into the parent's MLflow run; then pushed with the run cache."""
     project = Path(project_dir).resolve()
     expand_candidates(project)
+    (project / "dvc.lock").write_text(dvc_lock)
     stages = fanout.helper_stages(stage_order(project), list(plan.read(project)), key)
     with stage_session(project, pull=True, joined_run=pipeline_run):
         seconds = {stage: run_stage(stage, str(project)) for stage in stages}
-    push_run_cache(str(project))
+    push_stages(str(project), stages)
     return seconds
 
 

@@ -122,6 +122,7 @@ def team_candidate(
     commit: str,
     candidate: str,
     pipeline_run: dict[str, str],
+    dvc_lock: str,
     data: str | None = None,
     task: str | None = None,
     model: str | None = None,
@@ -129,12 +130,13 @@ def team_candidate(
     overrides: dict[str, Any] | None = None,
 ) -> dict:
     """A helper of a `pipeline` flow run: one model candidate's stages on this worker, in its own workspace
-    with the same commit and choices, logged into the pipeline's MLflow run (`pipeline_run`) and pushed to
-    the DVC remote's run cache, which the pipeline's flow run restores them from."""
+    with the same commit, choices and dvc.lock (`dvc_lock`, after the shared stages), logged into the
+    pipeline's MLflow run (`pipeline_run`) and pushed to the DVC remote's run cache, which the pipeline's
+    flow run restores them from."""
     workspace = checkout(repo, commit)
     dataset = configure(workspace, data, task, model, variants, overrides)
     pull_data(workspace, dataset)
-    seconds = run_candidate(workspace, candidate, pipeline_run)
+    seconds = run_candidate(workspace, candidate, pipeline_run, dvc_lock)
     ws.remove(Path(workspace))
     return {"candidate": candidate, "stage_task_seconds": seconds}
 

@@ -1,11 +1,11 @@
 """Team mode: the model candidates of one pipeline run, trained on several workers at once.
 
-The flow run of the pipeline (the parent) runs the shared stages (demo, prepare) and pushes them with
-DVC's run cache. Then it queues one flow run of the `candidate` deployment (a helper) for every other
-candidate, and runs its own candidate's stages meanwhile. A helper, on whichever worker is free, checks
-out the same commit with the same params in its own workspace: its shared stages come back from the run
-cache, it runs its candidate's train, compress and evaluate stages, logging into the parent's MLflow run,
-and pushes them with the run cache.
+The flow run of the pipeline (the parent) runs the shared stages (demo, prepare) and pushes their
+outputs. Then it queues one flow run of the `candidate` deployment (a helper) for every other candidate,
+with its dvc.lock, and runs its own candidate's stages meanwhile. A helper, on whichever worker is free,
+checks out the same commit with the same params and that dvc.lock in its own workspace: its shared stages
+are up to date and their outputs are pulled, it runs its candidate's train, compress and evaluate stages,
+logging into the parent's MLflow run, and pushes them with DVC's run cache.
 
 When its own candidate is done, the parent cancels the helpers no worker has started yet (all busy) and
 waits for the others. Its last pass, over every stage, restores what the helpers ran from the run cache

@@ -138,28 +138,33 @@ def push_results(workspace: Path, data: str, log: Log = print) -> bool:
     return True
 
 
-def push_run_cache(workspace: Path, log: Log = print) -> None:
-    """DVC's run cache and the files its entries name, to the DVC remote: another workspace's
-    `dvc repro --pull` then restores those stages (same command, code, params and inputs) instead of
-    running them. In a process of its own, in the workspace (DVC's run cache works from the current folder)."""
+def push_stages(workspace: Path, stages: list[str], log: Log = print) -> None:
+    """The outputs of `stages`, and DVC's run cache with the files its entries name, to the DVC remote:
+    another workspace then pulls those outputs (`dvc pull`), or restores a stage run with the same inputs
+    instead of running it (`dvc repro --pull`). In a process of its own, in the workspace: DVC's run
+    cache works from the current folder."""
+    import json
     import sys
 
-    code = "from edgeops.orchestration.workspace import push_run_cache_here as push; print(push())"
+    code = "import sys; from edgeops.orchestration.workspace import push_here; print(push_here(sys.argv[1:]))"
     python_path = os.pathsep.join([str(workspace / "src"), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": python_path.rstrip(os.pathsep)}
-    what = f"pushing DVC's run cache to the remote (check {DVC_REMOTE_ENV} and the S3 credentials)"
-    entries = _run([sys.executable, "-c", code], workspace, what, timeout=1800, env=env).strip()
-    log(f"dvc push --run-cache: {entries} stage runs")
+    what = f"pushing to the DVC remote (check {DVC_REMOTE_ENV} and the S3 credentials)"
+    done = _run([sys.executable, "-c", code, *stages], workspace, what, timeout=1800, env=env)
+    log(
+        f"dvc push: the outputs of {len(stages)} stages, {json.loads(done.strip().splitlines()[-1])} stage runs"
+    )
 
 
-def push_run_cache_here() -> int:
-    """push_run_cache in the current folder; returns the number of run-cache entries.
+def push_here(stages: list[str]) -> int:
+    """push_stages in the current folder; returns the number of run-cache entries.
 
     `dvc push --run-cache` (DVC 3.67) uploads the entries but not the files of their `cache: false`
     outputs (metrics, plots), and a restore then fails; DVC's own API pushes what the entries use."""
     from dvc.repo import Repo
 
     with Repo(".") as repo:
+        repo.push(targets=stages)
         entries = repo.stage_cache.push(None)
         for objects in repo.stage_cache.get_used_objs(entries).values():
             repo.cloud.push(objects)
