@@ -118,3 +118,20 @@ with TemporaryServer() as api:
     assert second == {"c": "timed out"}
     assert names == ["Cancelled", "Completed", "Cancelling"]
     assert any("no worker free" in line for line in lines)
+
+
+def test_the_stages_helpers_run_can_come_back_through_dvcs_run_cache() -> None:
+    """DVC keeps no run cache for a stage with a persist output (dvc/stage/cache.py) or an uncached plain
+    output (Stage.run): every candidate's train, compress and evaluate stage must have neither."""
+    from dvc.repo import Repo
+
+    from edgeops.pipeline import plan
+
+    keys = list(plan.read(ROOT))
+    with Repo(str(ROOT)) as repo:
+        stages = [s for s in repo.index.stages if candidate_of(s.addressing, keys)]
+        assert {s.addressing.split("@")[0] for s in stages} == {"train", "compress", "evaluate"}
+        for stage in stages:
+            assert not [o for o in stage.outs if o.persist], stage.addressing
+            plain_uncached = [o for o in stage.outs if not o.use_cache and not (o.is_metric or o.is_plot)]
+            assert not plain_uncached, (stage.addressing, plain_uncached)

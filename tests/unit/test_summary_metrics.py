@@ -99,9 +99,9 @@ def test_dvc_metrics_are_the_headline_files_not_the_full_evaluations() -> None:
     full = VARIANT_METRICS.as_posix()
     assert not [m for m in metrics if m == full or m.startswith(full + "/")], metrics
     assert SUMMARY.as_posix() in metrics
-    # the full evaluations are still tracked (select and register depend on them), as uncached outputs
+    # the full evaluations are still tracked (select and register depend on them), as cached outputs: DVC
+    # keeps no run cache for a stage with an uncached plain output, and team helpers' evaluations come back
+    # through the run cache
     evaluate = stages["evaluate"]
     out = variant_metrics("${item.candidate}", "${item.variant}").as_posix()
-    assert out in _declared(evaluate, "outs")
-    declared = next(e for e in evaluate["outs"] if isinstance(e, dict) and out in e)
-    assert declared[out] == {"cache": False}
+    assert out in evaluate["outs"]  # a plain entry: cached, not persist
